@@ -1,0 +1,1 @@
+../../../parameta/style1/local/style_labels.py

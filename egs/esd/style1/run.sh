@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# ESD, Emotional Speech Dataset (20 speakers; emotion, gender, language).
+# ParaMETA style representations (egs/TEMPLATE/style1/style.sh stages 0-5).
+# Every variable below can be overridden as --name value, e.g.
+#   ./run.sh --esd /data/ESD --stage 0 --stop_stage 3
+set -euo pipefail
+
+esd=                         # corpus root; local/README.md says where to obtain it and its layout
+stage=0
+stop_stage=100
+nj=4                        # parallel jobs of feature extraction
+seed=0                      # speaker split
+split_args="--dev 2 --test 2"   # dev/test speakers (fractions or counts)
+feats_conf=conf/feats.yaml  # 80 log-mel bins at 22,050 Hz (every corpus is resampled here)
+train_config=conf/train_parameta_lstm.yaml  # or train_parameta_{cnn,qformer,transformer}.yaml
+train_args=""               # extra config overrides, e.g. "--train.max_steps 2000"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+./style.sh \
+    --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" --seed "${seed}" \
+    --data_args "${esd:+--esd ${esd}}" \
+    --split_args "${split_args}" \
+    --feats_conf "${feats_conf}" \
+    --train_config "${train_config}" --train_args "${train_args}" \
+    "$@"

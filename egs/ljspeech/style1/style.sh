@@ -1,0 +1,1 @@
+../../TEMPLATE/style1/style.sh

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# ParaMETA's training mix: CREMA-D + ESD + LJSpeech + Baker, labelled with the paper's sets
+# (emotion 7, age 5, gender 2, language 2; a factor a corpus lacks stays unknown), speaker-
+# independent split, features resampled to 22,050 Hz (egs/TEMPLATE/style1/style.sh stages 0-5).
+# Every variable below can be overridden as --name value, e.g.
+#   ./run.sh --cremad /data/CREMA-D --esd /data/ESD --ljspeech /data/LJSpeech-1.1 --baker /data/BZNSYP
+set -euo pipefail
+
+cremad=                     # corpus roots: see egs/<corpus>/style1/local/README.md
+esd=
+ljspeech=
+baker=
+corpora=cremad,esd,ljspeech,baker   # comma-separated subset to mix
+stage=0
+stop_stage=100
+nj=4                        # parallel jobs of feature extraction
+seed=0                      # speaker split
+split_args="--dev 0.1 --test 0.1"   # dev/test speakers (fractions or counts)
+feats_conf=conf/feats.yaml  # 80 log-mel bins at 22,050 Hz (every corpus is resampled here)
+train_config=conf/train_parameta_lstm.yaml  # or train_parameta_{cnn,qformer,transformer}.yaml
+train_args=""               # extra config overrides, e.g. "--train.max_steps 2000"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+data_args="--corpora ${corpora}"
+for corpus in cremad esd ljspeech baker; do
+    [ -z "${!corpus}" ] || data_args+=" --${corpus} ${!corpus}"
+done
+./style.sh \
+    --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" --seed "${seed}" \
+    --data_args "${data_args}" \
+    --split_args "${split_args}" \
+    --feats_conf "${feats_conf}" \
+    --train_config "${train_config}" --train_args "${train_args}" \
+    "$@"

@@ -1,0 +1,1 @@
+../../TEMPLATE/clap1/clap.sh

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# ParaSpeechCLAP on the synthetic corpus (CPU, small): log-mel CNN speech tower + frozen MiniLM
+# text tower with trainable projection heads; InfoNCE + tag BCE through paraphrases.
+set -euo pipefail
+
+stage=0
+stop_stage=100
+nj=2
+num_utts=600                 # synthetic utterances (local/data.sh)
+seed=0
+train_config=conf/train_clap.yaml
+train_args=""
+
+. utils/parse_options.sh
+
+./clap.sh \
+    --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" \
+    --data_args "--num_utts ${num_utts} --seed ${seed}" \
+    --split true --split_args "--dev 0.15 --test 0.2 --seed ${seed}" \
+    --train_set train --valid_set dev --test_sets test \
+    --feats true --feats_conf conf/feats.yaml \
+    --train_config "${train_config}" --train_args "${train_args}" \
+    --eval_label_names conf/label_names.json \
+    --bon_prompt "A person is speaking in a happy style." \
+    --bon_candidates "" \
+    "$@"

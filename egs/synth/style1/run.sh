@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Synthetic speech-style corpus (espeak-ng; emotion, gender, age, language known exactly):
+# ParaMETA-style representation learning. Every variable below can be overridden as
+# --name value, e.g. ./run.sh --stage 2 --stop_stage 3 --num_utts 400.
+set -euo pipefail
+
+stage=0
+stop_stage=100
+num_utts=2000               # corpus size (with nj=2: data, features and training in about 15 min on 2 cores)
+seed=0                      # corpus generation and speaker split
+nj=2
+split_args="--dev 0.1 --test 0.1"
+feats_conf=conf/feats.yaml
+
+. ./path.sh
+if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
+. utils/parse_options.sh
+
+./style.sh \
+    --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" --seed "${seed}" \
+    --data_args "--num_utts ${num_utts}" \
+    --split_args "${split_args}" \
+    --feats_conf "${feats_conf}" \
+    "$@"

@@ -1,0 +1,231 @@
+"""Training configuration: YAML file + defaults + dotted command-line overrides.
+
+A configuration is a nested dict with the sections ``model``, ``data``, ``optim``, ``scheduler``,
+``train`` and ``valid``. Every key has a default in :data:`DEFAULTS` (except ``model``, whose keys
+belong to the chosen model); a YAML file overrides the defaults, then ``--a.b.c value`` arguments
+override the file (values are parsed as YAML, so ``--optim.lr 1e-3`` is a float and
+``--data.factors [emotion,gender]`` a list). An override of a key that exists neither in the
+defaults nor in the file is an error that lists the valid keys, so a typo never passes silently.
+"""
+from __future__ import annotations
+
+import copy
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import yaml
+
+from parastyle.fileio import atomic_write
+
+DEFAULTS: Dict[str, Any] = {
+    "model": {"name": "multitask_ce"},
+    "data": {
+        "feats": True,                 # read feats.scp; False = compute features on the fly
+        "frontend": None,              # {"type": "logmel"|"fbank"|"raw", ...} for on-the-fly features
+        "cmvn": None,                  # null | "auto" (<train_data>/cmvn.ark) | path to a Kaldi stats file
+        "factors": None,               # null = every factor with a vocabulary in lang_dir and labels in train
+        "max_frames": 6000,            # frame budget of a global batch (incl. padding), null = no budget
+        "batch_size": None,            # max utterances per global batch, null = no limit
+        "max_frames_per_utt": None,    # random crop of training utterances, null = no crop
+        "num_workers": 0,
+        "valid_max_frames": None,      # frame budget for validation/scoring, null = same as max_frames
+    },
+    "optim": {"name": "adam", "lr": 1.0e-3, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1.0e-8},
+    "scheduler": {"name": "constant", "warmup_steps": 0, "min_lr_ratio": 0.0},
+    "train": {
+        "max_steps": 1000,             # optimizer updates; null = use max_epochs
+        "max_epochs": None,
+        "accum_grad": 1,
+        "grad_clip": 5.0,              # max global grad norm, null = no clipping
+        "amp": "none",                 # none | bf16 | fp16 (GPU only)
+        "seed": 0,
+        "log_interval": 20,
+        "valid_interval": 200,
+        "ckpt_interval": 200,
+        "keep_last": 2,                # newest checkpoints kept for resume
+        "average_best": 3,             # best checkpoints (by valid metric) averaged into model.pt
+        "progress": "auto",            # tqdm bar: auto (only on a terminal) | true | false
+        "device": "auto",              # auto | cpu | cuda
+    },
+    "valid": {"metric": "loss", "mode": "min", "patience": None},
+}
+
+#: sections whose keys are free-form (model kwargs, frontend options): any key may be added.
+OPEN_SECTIONS = ("model", "data.frontend")
+
+
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration or override."""
+
+
+def deep_merge(base: Mapping, update: Mapping) -> Dict:
+    """Recursive merge: dicts merge key by key, anything else in ``update`` replaces ``base``."""
+    out = copy.deepcopy(dict(base))
+    for k, v in update.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def flatten_keys(conf: Mapping, prefix: str = "") -> List[str]:
+    """All dotted keys of a nested dict (leaves and inner nodes), e.g. ``optim``, ``optim.lr``."""
+    keys = []
+    for k, v in conf.items():
+        key = f"{prefix}{k}"
+        keys.append(key)
+        if isinstance(v, Mapping):
+            keys.extend(flatten_keys(v, key + "."))
+    return keys
+
+
+def _is_open(dotted: str) -> bool:
+    return any(dotted == s or dotted.startswith(s + ".") for s in OPEN_SECTIONS)
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as YAML (``1e-3`` -> 0.001, ``true`` -> True, ``[a,b]`` -> list)."""
+    value = yaml.safe_load(text)
+    # YAML 1.1 reads "1e-3" as a string; accept the usual float spellings.
+    if isinstance(value, str) and _FLOAT_RE.match(value):
+        return float(value)
+    return value
+
+
+def apply_override(conf: Dict, dotted: str, value: Any) -> None:
+    """Set ``conf[a][b][c] = value`` for ``dotted = "a.b.c"``; unknown keys raise ConfigError."""
+    parts = dotted.split(".")
+    node = conf
+    for i, p in enumerate(parts[:-1]):
+        sub = node.get(p)
+        prefix = ".".join(parts[: i + 1])
+        if sub is None and _is_open(prefix + "." + parts[i + 1]):
+            node[p] = sub = {}
+        if not isinstance(sub, dict):
+            raise ConfigError(_unknown_key_message(conf, dotted))
+        node = sub
+    if parts[-1] not in node and not _is_open(dotted):
+        raise ConfigError(_unknown_key_message(conf, dotted))
+    node[parts[-1]] = value
+
+
+def _unknown_key_message(conf: Mapping, dotted: str) -> str:
+    valid = "\n  ".join(sorted(flatten_keys(conf)))
+    return f"unknown config key {dotted!r}; valid keys are:\n  {valid}"
+
+
+def parse_overrides(args: Sequence[str]) -> List[tuple]:
+    """``["--optim.lr", "1e-3", "--train.amp=bf16"]`` -> ``[("optim.lr", 0.001), ("train.amp", "bf16")]``."""
+    out = []
+    i = 0
+    args = list(args)
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            raise ConfigError(f"expected '--key value', got {a!r}")
+        key = a[2:]
+        if "=" in key:
+            key, text = key.split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                raise ConfigError(f"override {a!r} has no value")
+            text = args[i + 1]
+            i += 2
+        out.append((key, parse_value(text)))
+    return out
+
+
+def validate_config(conf: Mapping) -> None:
+    """Reject keys that are not in :data:`DEFAULTS` (outside the open sections) and bad enum values."""
+    allowed = set(flatten_keys(DEFAULTS))
+    for key in flatten_keys(conf):
+        if _is_open(key) or key in allowed:
+            continue
+        raise ConfigError(f"unknown config key {key!r}; valid keys are:\n  " + "\n  ".join(sorted(allowed)))
+    if "name" not in conf.get("model", {}):
+        raise ConfigError("model.name is required")
+    if conf["train"]["amp"] not in ("none", "bf16", "fp16", None, False):
+        raise ConfigError(f"train.amp must be none, bf16 or fp16, got {conf['train']['amp']!r}")
+    if conf["valid"]["mode"] not in ("min", "max"):
+        raise ConfigError(f"valid.mode must be min or max, got {conf['valid']['mode']!r}")
+    if conf["train"]["max_steps"] is None and conf["train"]["max_epochs"] is None:
+        raise ConfigError("set train.max_steps or train.max_epochs")
+    if int(conf["train"]["accum_grad"]) < 1:
+        raise ConfigError("train.accum_grad must be >= 1")
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence = ()) -> Dict[str, Any]:
+    """Defaults <- YAML file <- overrides (``[(dotted, value)]`` or raw ``["--k", "v"]`` args); validated."""
+    conf = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        with open(path, encoding="utf-8") as f:
+            file_conf = yaml.safe_load(f) or {}
+        if not isinstance(file_conf, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        validate_config(deep_merge(DEFAULTS, file_conf))
+        if "model" in file_conf:  # model kwargs come only from the file, not the placeholder default
+            conf["model"] = {}
+        conf = deep_merge(conf, file_conf)
+    if overrides and isinstance(overrides[0], str):
+        overrides = parse_overrides(overrides)
+    for key, value in overrides:
+        apply_override(conf, key, value)
+    validate_config(conf)
+    return conf
+
+
+def git_commit(repo_dir: Optional[str] = None) -> str:
+    """Current commit hash (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    repo_dir = repo_dir or str(Path(__file__).resolve().parents[2])
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_dir,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_info(device: str) -> Dict[str, Any]:
+    """Git commit, versions of the main packages, python, platform and the training device."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("torch", "torchaudio", "numpy", "kaldiio", "parastyle", "transformers"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            continue
+    info = {"git_commit": git_commit(), "versions": versions, "python": platform.python_version(),
+            "platform": platform.platform(), "device": device}
+    try:
+        import torch
+        if device.startswith("cuda") and torch.cuda.is_available():
+            info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    except Exception:  # noqa: BLE001 - device naming is informative only
+        pass
+    return info
+
+
+def save_config(path, conf: Mapping, extra: Optional[Mapping] = None) -> None:
+    """Write the resolved config (plus ``extra`` such as environment info under ``_run``) atomically."""
+    out = dict(conf)
+    if extra:
+        out["_run"] = dict(extra)
+    with atomic_write(path) as f:
+        yaml.safe_dump(out, f, sort_keys=False, default_flow_style=None)
+
+
+def read_saved_config(path) -> Dict[str, Any]:
+    """Read an exp dir's ``config.yaml``; the ``_run`` block is returned under the same key."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)

@@ -1,0 +1,58 @@
+"""Optimizers and learning-rate schedules from config.
+
+Schedules are multiplicative factors ``lr(step) = base_lr * f(step)`` of the optimizer step
+``step = 0, 1, ...`` (the number of updates already made), with ``W = warmup_steps``,
+``N = total_steps`` and ``r = min_lr_ratio``:
+
+- ``constant``:       f = min(1, (step + 1) / W) during warmup (W > 0), then 1
+- ``warmup_cosine``:  warmup as above, then f = r + (1 - r) * 0.5 * (1 + cos(pi * p)),
+  p = (step - W) / max(1, N - W) clipped to [0, 1]
+- ``warmup_linear``:  warmup as above, then f = r + (1 - r) * (1 - p)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable
+
+import torch
+
+from parastyle.train.config import ConfigError
+
+
+def build_optimizer(params: Iterable, conf: Dict[str, Any]) -> torch.optim.Optimizer:
+    """``conf = {"name": "adam"|"adamw", "lr", "weight_decay", "betas", "eps"}``."""
+    name = str(conf.get("name", "adam")).lower()
+    kwargs = dict(lr=float(conf["lr"]), weight_decay=float(conf.get("weight_decay", 0.0)),
+                  betas=tuple(float(b) for b in conf.get("betas", (0.9, 0.999))),
+                  eps=float(conf.get("eps", 1e-8)))
+    if name == "adam":
+        return torch.optim.Adam(params, **kwargs)
+    if name == "adamw":
+        return torch.optim.AdamW(params, **kwargs)
+    raise ConfigError(f"unknown optim.name {name!r}; choose adam or adamw")
+
+
+def lr_factor(step: int, name: str, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> float:
+    """The schedule factor ``f(step)`` defined in the module docstring."""
+    w = int(warmup_steps)
+    if w > 0 and step < w:
+        return (step + 1) / w
+    if name == "constant":
+        return 1.0
+    p = min(1.0, max(0.0, (step - w) / max(1, total_steps - w)))
+    r = float(min_lr_ratio)
+    if name == "warmup_cosine":
+        return r + (1 - r) * 0.5 * (1 + math.cos(math.pi * p))
+    if name == "warmup_linear":
+        return r + (1 - r) * (1 - p)
+    raise ConfigError(f"unknown scheduler.name {name!r}; choose constant, warmup_cosine or warmup_linear")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, conf: Dict[str, Any], total_steps: int):
+    """A ``LambdaLR`` following :func:`lr_factor`; its state_dict holds only numbers."""
+    name = str(conf.get("name", "constant"))
+    warmup = int(conf.get("warmup_steps", 0) or 0)
+    ratio = float(conf.get("min_lr_ratio", 0.0) or 0.0)
+    lr_factor(0, name, warmup, total_steps, ratio)  # validate the name now
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, name, warmup, total_steps, ratio))

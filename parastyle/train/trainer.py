@@ -1,0 +1,488 @@
+"""The generic trainer: every model of the toolkit is trained here.
+
+Model interface: ``out = model(batch)`` returns ``{"losses": {name: scalar tensor},
+"metrics": {name: number}}``; the trainer sums the losses, back-propagates, logs every term and
+metric, validates, checkpoints and resumes. Optional hook: ``model.on_step(step, total_steps)``
+is called before each optimizer step (``step`` = updates already made).
+
+Exp dir layout::
+
+    config.yaml       resolved config + ``_run`` (git commit, versions, device, data paths)
+    task.yaml         TaskInfo (feature dim, factor vocabularies, ...)
+    checkpoints/      step<N>.pt (+ .sha256): full training state, weights_only-loadable
+    tensorboard/      scalars: train/<loss term>, train/loss, train/lr, train/utts_per_s, valid/<name>
+    train.log         log
+    model.pt          average of the best ``train.average_best`` checkpoints (by ``valid.metric``)
+    done              written last; rerunning a finished exp does nothing
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from parastyle.data.collate import move_batch
+from parastyle.fileio import DataError, atomic_write
+from parastyle.models import build_model
+from parastyle.train import checkpoint as ckpt
+from parastyle.train.build import build_dataloader, build_task_info
+from parastyle.train.config import environment_info, save_config
+from parastyle.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from parastyle.train.optim import build_optimizer, build_scheduler
+
+logger = logging.getLogger("parastyle.train")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (non-finite loss, bad validation metric name, ...)."""
+
+
+def check_data_dir(path, use_feats: bool, lang_dir=None) -> None:
+    """Refuse a data dir that fails ``parastyle.data.datadir.validate_data_dir`` (labels checked against ``lang_dir``)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: data dir not found")
+    try:
+        from parastyle.data.datadir import validate_data_dir
+    except ImportError:
+        validate_data_dir = None
+    if validate_data_dir is None:
+        if not (path / "utt2spk").is_file():
+            raise DataError(f"{path}: not a valid data dir: utt2spk missing")
+        return
+    problems = validate_data_dir(str(path), no_feats=not use_feats, no_wav=use_feats, no_text=True,
+                                 lang_dir=str(lang_dir) if lang_dir is not None else None)
+    if problems:
+        listing = "\n  ".join(problems[:20]) + (f"\n  ... ({len(problems) - 20} more)" if len(problems) > 20 else "")
+        raise DataError(f"{path}: data dir failed validation ({len(problems)} problem(s)); fix it "
+                        f"(utils/fix_data_dir.sh, utils/validate_data_dir.sh) before training:\n  {listing}")
+
+
+def _resolve_device(config: Dict[str, Any], info: DistInfo) -> torch.device:
+    want = config["train"].get("device", "auto")
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("train.device is cuda but no GPU is available")
+        return torch.device("cuda", info.local_rank)
+    return torch.device(want)
+
+
+def _scalar(v) -> float:
+    return float(v.detach().float().item()) if torch.is_tensor(v) else float(v)
+
+
+class Trainer:
+    """Train ``config["model"]`` on ``train_data``, validating on ``valid_data``, into ``exp_dir``.
+
+    Args:
+        config: resolved config (see :mod:`parastyle.train.config`).
+        train_data, valid_data: Kaldi data dirs (valid may be None: no validation, no early stop).
+        lang_dir: directory with ``<factor>.txt`` label vocabularies.
+        exp_dir: output directory; an existing one with checkpoints is resumed.
+    """
+
+    def __init__(self, config: Dict[str, Any], train_data, valid_data, lang_dir, exp_dir,
+                 dist_info: Optional[DistInfo] = None):
+        self.config = config
+        self.tc = config["train"]
+        self.train_data, self.lang_dir = Path(train_data), Path(lang_dir)
+        self.valid_data = Path(valid_data) if valid_data else None
+        self.exp_dir = Path(exp_dir)
+        self.ckpt_dir = self.exp_dir / "checkpoints"
+        self.history: List[tuple] = []          # (step, total training loss of the step)
+        self.valid_history: List[tuple] = []    # (step, {name: value})
+        self._log_handler = None
+        self._tb = None
+        pre_device = config["train"].get("device", "auto")
+        dev_type = "cuda" if (pre_device == "cuda" or (pre_device == "auto" and torch.cuda.is_available())) else "cpu"
+        self.dist = dist_info or init_distributed(dev_type)
+        self.device = _resolve_device(config, self.dist)
+
+    # ------------------------------------------------------------------ setup
+    def _setup_logging(self) -> None:
+        if self.dist.is_main:
+            self.exp_dir.mkdir(parents=True, exist_ok=True)
+            h = logging.FileHandler(self.exp_dir / "train.log")
+            h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logging.getLogger("parastyle").addHandler(h)
+            if logging.getLogger("parastyle").level == logging.NOTSET:
+                logging.getLogger("parastyle").setLevel(logging.INFO)
+            self._log_handler = h
+
+    def _teardown(self) -> None:
+        if self._log_handler is not None:
+            logging.getLogger("parastyle").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def _setup(self) -> None:
+        config, tc = self.config, self.tc
+        use_feats = bool(config["data"]["feats"])
+        check_data_dir(self.train_data, use_feats, self.lang_dir)
+        if self.valid_data is not None:
+            check_data_dir(self.valid_data, use_feats, self.lang_dir)
+        if config["data"].get("cmvn") == "auto":
+            config["data"]["cmvn"] = str((self.train_data / "cmvn.ark").resolve())
+        elif config["data"].get("cmvn"):
+            config["data"]["cmvn"] = str(Path(config["data"]["cmvn"]).resolve())
+        self.task = build_task_info(config, self.train_data, self.lang_dir)
+
+        amp = tc.get("amp") or "none"
+        if amp != "none" and self.device.type != "cuda":
+            warnings.warn(f"train.amp={amp} needs a GPU; training in float32 on {self.device}")
+            logger.warning("train.amp=%s disabled on %s", amp, self.device)
+            amp = "none"
+        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+        seed = int(tc["seed"])
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        model = build_model(config["model"], self.task).to(self.device)
+        self.model = model
+        if self.dist.enabled:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        else:
+            self.ddp = model
+        # training randomness (dropout, ...) differs per rank, reproducibly
+        random.seed(seed + 1 + self.dist.rank)
+        np.random.seed(seed + 1 + self.dist.rank)
+        torch.manual_seed(seed + 1 + self.dist.rank)
+
+        self.train_loader = build_dataloader(config, self.train_data, task=self.task, train=True,
+                                             rank=self.dist.rank, world_size=self.dist.world_size)
+        self.valid_loader = (build_dataloader(config, self.valid_data, task=self.task, train=False,
+                                              rank=self.dist.rank, world_size=self.dist.world_size)
+                             if self.valid_data is not None else None)
+        sampler = self.train_loader.batch_sampler
+        if sampler.num_batches() == 0:
+            raise DataError(f"{self.train_data}: no training batch (too few utterances for "
+                            f"{self.dist.world_size} process(es)?)")
+        self.accum = int(tc["accum_grad"])
+        if tc.get("max_steps") is not None:
+            self.total_steps = int(tc["max_steps"])
+        else:
+            self.total_steps = int(math.ceil(float(tc["max_epochs"]) * sampler.num_batches() / self.accum))
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(params, config["optim"])
+        self.scheduler = build_scheduler(self.optimizer, config["scheduler"], self.total_steps)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.step = 0
+        self.epoch = 0
+        self.position = 0
+        self.best: List[List[float]] = []    # [[value, step]] best first, at most average_best
+        self.best_value: Optional[float] = None
+        self.bad_validations = 0
+        self.saved_steps: List[int] = []
+
+        if self.dist.is_main:
+            run = environment_info(str(self.device))
+            run.update({"train_data": str(self.train_data.resolve()), "lang_dir": str(self.lang_dir.resolve()),
+                        "valid_data": str(self.valid_data.resolve()) if self.valid_data else None,
+                        "world_size": self.dist.world_size, "total_steps": self.total_steps})
+            save_config(self.exp_dir / "config.yaml", config, run)
+            with atomic_write(self.exp_dir / "task.yaml") as f:
+                yaml.safe_dump(asdict(self.task), f, sort_keys=False)
+        self._resume()
+        barrier(self.dist)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> Dict[str, Any]:
+        rng = ckpt.get_rng_state()
+        if self.dist.enabled:
+            gathered: List[Any] = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng_all = gathered
+        else:
+            rng_all = [rng]
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": {"epoch": self.epoch, "position": self.position},
+            "rng": rng_all,
+            "step": self.step,
+            "best": [list(b) for b in self.best],
+            "early_stop": {"best_value": self.best_value, "bad_validations": self.bad_validations},
+            "saved_steps": list(self.saved_steps),
+            "world_size": self.dist.world_size,
+        }
+
+    def _save(self) -> None:
+        state = self._state()
+        if self.dist.is_main:
+            path = self.ckpt_dir / ckpt.checkpoint_name(self.step)
+            if self.step not in self.saved_steps:
+                self.saved_steps.append(self.step)
+            state["saved_steps"] = list(self.saved_steps)
+            ckpt.save_checkpoint(path, state)
+            keep = set(self.saved_steps[-int(self.tc["keep_last"]):]) | {int(s) for _, s in self.best}
+            for s in list(self.saved_steps):
+                if s not in keep:
+                    ckpt.remove_checkpoint(self.ckpt_dir / ckpt.checkpoint_name(s))
+                    self.saved_steps.remove(s)
+        else:
+            if self.step not in self.saved_steps:
+                self.saved_steps.append(self.step)
+        barrier(self.dist)
+
+    def _resume(self) -> None:
+        found = ckpt.latest_good_checkpoint(self.ckpt_dir)
+        if found is None:
+            return
+        path, state = found
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.epoch = int(state["sampler"]["epoch"])
+        self.position = int(state["sampler"]["position"])
+        self.best = [list(b) for b in state["best"]]
+        self.best_value = state["early_stop"]["best_value"]
+        self.bad_validations = int(state["early_stop"]["bad_validations"])
+        self.saved_steps = [s for s in state["saved_steps"] if s <= self.step]
+        rngs = state["rng"]
+        if len(rngs) == self.dist.world_size:
+            ckpt.set_rng_state(rngs[self.dist.rank])
+        else:
+            logger.warning("%s was written by %d process(es), now %d: RNG states not restored exactly",
+                           path, len(rngs), self.dist.world_size)
+            ckpt.set_rng_state(rngs[0])
+        logger.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)",
+                    path, self.step, self.epoch, self.position)
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> Dict[str, float]:
+        """Means over validation utterances of the loss terms, the total ``loss`` and the metrics.
+
+        Each batch's value is weighted by its number of utterances; a term or metric missing
+        from a batch (e.g. no known label of a factor) is averaged over the batches that have it.
+        """
+        self.model.eval()
+        sums: Dict[str, float] = {}
+        counts: Dict[str, float] = {}
+        for batch in self.valid_loader:
+            batch = move_batch(batch, self.device)
+            b = len(batch["utt_ids"])
+            with self._autocast():
+                out = self.model(batch)
+            total = sum(out["losses"].values())
+            vals = {"loss": _scalar(total)}
+            vals.update({k: _scalar(v) for k, v in out["losses"].items()})
+            vals.update({k: _scalar(v) for k, v in out.get("metrics", {}).items()})
+            for k, v in vals.items():
+                sums[k] = sums.get(k, 0.0) + v * b
+                counts[k] = counts.get(k, 0.0) + b
+        self.model.train()
+        names = sorted(sums)
+        if self.dist.enabled:  # every rank must reduce the same names
+            all_names: List[Any] = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(all_names, names)
+            names = sorted(set().union(*all_names))
+        t = torch.tensor([sums.get(k, 0.0) for k in names] + [counts.get(k, 0.0) for k in names],
+                         dtype=torch.float64)
+        all_reduce_sum(t, self.dist)
+        if not names or float(t[len(names)]) == 0:
+            raise TrainingError(f"{self.valid_data}: validation produced no batch")
+        return {k: float(t[i]) / float(t[len(names) + i]) for i, k in enumerate(names)
+                if float(t[len(names) + i]) > 0}
+
+    def _after_validation(self, results: Dict[str, float]) -> bool:
+        """Update best-K and early stopping; True when training should stop."""
+        vc = self.config["valid"]
+        name, mode = vc["metric"], vc["mode"]
+        if name not in results:
+            raise TrainingError(f"valid.metric {name!r} is not produced by the model; available: {sorted(results)}")
+        value = results[name]
+        better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+        self.best.append([value, self.step])
+        self.best.sort(key=lambda vs: (-vs[0] if mode == "max" else vs[0], -vs[1]))
+        del self.best[int(self.tc["average_best"]):]
+        if self.best_value is None or better(value, self.best_value):
+            self.best_value, self.bad_validations = value, 0
+        else:
+            self.bad_validations += 1
+        logger.info("step %d valid: %s (best %s=%.4f)", self.step,
+                    " ".join(f"{k}={v:.4f}" for k, v in results.items()), name, self.best_value)
+        patience = vc.get("patience")
+        return patience is not None and self.bad_validations >= int(patience)
+
+    # ------------------------------------------------------------------ training
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _tensorboard(self):
+        if self._tb is None and self.dist.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
+        return self._tb
+
+    def _check_finite(self, total: torch.Tensor, losses: Dict[str, torch.Tensor], batch) -> None:
+        bad = torch.tensor([0.0 if bool(torch.isfinite(total.detach())) else 1.0])
+        all_reduce_sum(bad, self.dist)
+        if float(bad) > 0:
+            terms = ", ".join(f"{k}={_scalar(v):.4g}" for k, v in losses.items())
+            if bool(torch.isfinite(total.detach())):
+                raise TrainingError(f"non-finite loss on another process at step {self.step + 1}; stopping")
+            raise TrainingError(
+                f"non-finite loss at step {self.step + 1} ({terms}); batch utterances: {batch['utt_ids']}. "
+                f"The last good checkpoint in {self.ckpt_dir} is kept; lower optim.lr or check these inputs.")
+
+    def _finish(self) -> None:
+        """Average the best checkpoints into model.pt and write the done marker."""
+        if self.dist.is_main:
+            if self.best:
+                steps = [int(s) for _, s in self.best]
+            else:
+                steps = self.saved_steps[-int(self.tc["average_best"]):]
+            paths = [self.ckpt_dir / ckpt.checkpoint_name(s) for s in steps]
+            avg = ckpt.average_state_dicts(paths)
+            ckpt.save_checkpoint(self.exp_dir / "model.pt", {"model": avg, "averaged_steps": steps})
+            logger.info("model.pt = average of checkpoints at steps %s", steps)
+            with atomic_write(self.exp_dir / "done") as f:
+                f.write(f"step {self.step}\n")
+        barrier(self.dist)
+
+    def run(self, stop_after_steps: Optional[int] = None) -> str:
+        """Train until ``train.max_steps``/``max_epochs`` or early stop.
+
+        ``stop_after_steps``: stop (as if killed) once this many updates are made and checkpointed,
+        without writing model.pt/done. Returns "done", "already_done" or "stopped".
+        """
+        if (self.exp_dir / "done").is_file():
+            msg = f"{self.exp_dir} is already trained ({self.exp_dir}/done exists); nothing to do"
+            logger.info(msg)
+            print(msg, file=sys.stderr)
+            return "already_done"
+        self._setup_logging()
+        try:
+            self._setup()
+            return self._loop(stop_after_steps)
+        finally:
+            self._teardown()
+
+    def _loop(self, stop_after_steps: Optional[int]) -> str:
+        tc = self.tc
+        loader = self.train_loader
+        sampler, dataset = loader.batch_sampler, loader.dataset
+        log_every, valid_every, ckpt_every = int(tc["log_interval"]), int(tc["valid_interval"]), int(tc["ckpt_interval"])
+        clip = tc.get("grad_clip")
+        progress = tc.get("progress", "auto")
+        show = self.dist.is_main and (progress is True or (progress == "auto" and sys.stderr.isatty()))
+        from tqdm import tqdm
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not show, desc="train", dynamic_ncols=True)
+        self.model.train()
+        logger.info("training %s for %d steps (%d process(es), device %s, %d batches/epoch)",
+                    self.config["model"]["name"], self.total_steps, self.dist.world_size, self.device,
+                    sampler.num_batches())
+        acc_terms: Dict[str, float] = {}
+        acc_count, acc_utts, t0 = 0, 0, time.time()
+        micro, step_loss = 0, 0.0
+        stop = self.step >= self.total_steps
+        while not stop:
+            sampler.load_state_dict({"epoch": self.epoch, "position": self.position})
+            dataset.set_epoch(self.epoch)
+            for batch in loader:
+                self.position += 1
+                if micro == 0 and hasattr(self.model, "on_step"):
+                    self.model.on_step(self.step, self.total_steps)
+                batch = move_batch(batch, self.device)
+                sync = micro + 1 == self.accum or not self.dist.enabled
+                ctx = nullcontext() if sync else self.ddp.no_sync()
+                with ctx:
+                    with self._autocast():
+                        out = self.ddp(batch)
+                    losses = out["losses"]
+                    total = sum(losses.values())
+                    self._check_finite(total, losses, batch)
+                    self.scaler.scale(total / self.accum).backward()
+                step_loss += _scalar(total) / self.accum
+                for k, v in losses.items():
+                    acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
+                acc_terms["loss"] = acc_terms.get("loss", 0.0) + _scalar(total)
+                for k, v in out.get("metrics", {}).items():
+                    acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
+                acc_count += 1
+                acc_utts += len(batch["utt_ids"]) * self.dist.world_size
+                micro += 1
+                if micro < self.accum:
+                    continue
+                # ---- optimizer step
+                self.scaler.unscale_(self.optimizer)
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+                self.step += 1
+                self.history.append((self.step, step_loss))
+                micro, step_loss = 0, 0.0
+                bar.update(1)
+                if self.step % log_every == 0 and self.dist.is_main:
+                    dt = max(time.time() - t0, 1e-9)
+                    tb = self._tensorboard()
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    for k, v in acc_terms.items():
+                        tb.add_scalar(f"train/{k}", v / acc_count, self.step)
+                    tb.add_scalar("train/lr", lr, self.step)
+                    tb.add_scalar("train/utts_per_s", acc_utts / dt, self.step)
+                    logger.info("step %d epoch %d lr %.3g %s utts/s %.1f", self.step, self.epoch, lr,
+                                " ".join(f"{k}={v / acc_count:.4f}" for k, v in sorted(acc_terms.items())),
+                                acc_utts / dt)
+                    bar.set_postfix(loss=f"{acc_terms['loss'] / acc_count:.3f}")
+                if self.step % log_every == 0:
+                    acc_terms, acc_count, acc_utts, t0 = {}, 0, 0, time.time()
+                last = self.step >= self.total_steps
+                do_valid = self.valid_loader is not None and (self.step % valid_every == 0 or last)
+                early = False
+                if do_valid:
+                    results = self.validate()
+                    self.valid_history.append((self.step, results))
+                    if self.dist.is_main:
+                        tb = self._tensorboard()
+                        for k, v in results.items():
+                            tb.add_scalar(f"valid/{k}", v, self.step)
+                    early = self._after_validation(results)
+                    if early:
+                        logger.info("early stop at step %d: %s did not improve for %d validations",
+                                    self.step, self.config["valid"]["metric"], self.bad_validations)
+                if do_valid or last or early or self.step % ckpt_every == 0:
+                    self._save()
+                if last or early:
+                    stop = True
+                    break
+                if stop_after_steps is not None and self.step >= stop_after_steps:
+                    if self.step not in self.saved_steps:
+                        self._save()
+                    bar.close()
+                    return "stopped"
+            else:
+                self.epoch += 1
+                self.position = 0
+        bar.close()
+        self._finish()
+        return "done"

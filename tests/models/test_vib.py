@@ -1,0 +1,163 @@
+import pytest
+import torch
+import yaml
+
+from parastyle.fileio import DataError
+from parastyle.models import build_model
+from parastyle.models.task import TaskInfo
+from parastyle.models.vib import VIBStage1, VIBStage2, beta_at
+from parastyle.text import build_char_vocab, write_tokens
+from parastyle.train.checkpoint import load_model_from_exp, save_checkpoint
+from parastyle.train.config import save_config
+
+TEXTS = ["ab ba", "abc", "c a b", "bb a"]
+CONF1 = {"name": "vib_stage1", "latent_dim": 8,
+         "frontend": {"type": "context", "hidden": 16, "num_layers": 2, "kind": "conv", "subsample": 2},
+         "beta": {"schedule": "incremental", "start": 0.1, "end": 1.0, "reach_before_end_steps": 2}}
+
+
+def _batch(n=4, t=40, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.tensor([t, t - 4, t - 10, t - 2][:n])
+    mask = torch.arange(t)[None] < lens[:, None]
+    feats = torch.randn(n, t, d, generator=g) * mask[..., None]
+    return {"utt_ids": [f"u{i}" for i in range(n)], "feats": feats, "feat_lens": lens, "mask": mask,
+            "labels": {"emotion": torch.tensor([0, 1, 0, -100][:n])}, "text": TEXTS[:n],
+            "speakers": ["s1", "s2", "s1", "s2"][:n]}
+
+
+def _task(tmp_path):
+    write_tokens(tmp_path / "tokens.txt", build_char_vocab(dict(enumerate(TEXTS))))
+    return TaskInfo(feat_dim=6, factors={"emotion": ["happy", "sad"]}, frame_shift_s=0.01,
+                    speakers=["s1", "s2"])
+
+
+def _stage1(tmp_path, **kw):
+    conf = dict(CONF1, token_list=str(tmp_path / "tokens.txt"), **kw)
+    task = _task(tmp_path)
+    return build_model(conf, task), conf, task
+
+
+def test_beta_schedule_values():
+    assert beta_at(0, 100) == pytest.approx(0.1)
+    assert beta_at(50, 100) == pytest.approx(0.55)
+    assert beta_at(100, 100) == pytest.approx(1.0)
+    assert beta_at(45, 100, reach_before_end_steps=10) == pytest.approx(0.1 + 0.9 * 45 / 90)
+    assert beta_at(95, 100, reach_before_end_steps=10) == pytest.approx(1.0)
+    assert beta_at(40, 100, reach_before_end_fraction=0.2) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert beta_at(7, 100, schedule="constant", value=0.01) == 0.01
+    with pytest.raises(ValueError):
+        beta_at(1, 10, schedule="cyclic")
+    with pytest.raises(ValueError):
+        beta_at(1, 10, reach_before_end_steps=1, reach_before_end_fraction=0.1)
+
+
+def test_stage1_forward_losses_and_beta(tmp_path):
+    torch.manual_seed(0)
+    model, _, task = _stage1(tmp_path)
+    assert task.tokens[0] == "<blank>"
+    model.on_step(0, 6)
+    assert model.beta == pytest.approx(0.1)
+    model.on_step(2, 6)
+    assert model.beta == pytest.approx(0.1 + 0.9 * 2 / 4)
+    out = model(_batch())
+    assert set(out["losses"]) == {"ctc", "kl"}
+    assert out["losses"]["kl"].item() == pytest.approx(model.beta * out["metrics"]["kl_raw"].item(), rel=1e-5)
+    (out["losses"]["ctc"] + out["losses"]["kl"]).backward()
+    assert model.layer_weights.logits.grad is not None
+    model.eval()
+    ev = model(_batch())
+    assert 0.0 <= ev["metrics"]["cer"]
+    emb = model.embed(_batch())
+    assert emb["z_textual"].shape == (4, 20, 8) and emb["mask"].shape == (4, 20)
+    assert emb["mask"].sum(1).tolist() == [20, 18, 15, 19]
+    # inference is deterministic (z = mu)
+    assert torch.equal(model.embed(_batch())["z_textual"], emb["z_textual"])
+    pred = model.predict(_batch())
+    assert len(pred["text"]) == 4
+
+
+def test_stage1_learns_ctc(tmp_path):
+    torch.manual_seed(0)
+    model, _, _ = _stage1(tmp_path, beta={"schedule": "constant", "value": 0.001})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = _batch()
+    first = None
+    for _ in range(40):
+        loss = sum(model(batch)["losses"].values())
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+
+
+def test_stage1_errors(tmp_path):
+    model, _, _ = _stage1(tmp_path)
+    b = _batch()
+    b["text"] = ["ab ba", "abz", "c", "a"]
+    with pytest.raises(DataError, match="'u1'.*'z'"):
+        model(b)
+    b = _batch(t=12)
+    b["text"] = ["aaaa bbbb", "a", "b", "c"]
+    with pytest.raises(DataError, match="'u0'.*frames"):
+        model(b)
+    b = _batch()
+    del b["text"]
+    with pytest.raises(DataError, match="text"):
+        model(b)
+    with pytest.raises(DataError, match="token_list"):
+        build_model(CONF1, TaskInfo(feat_dim=6))
+
+
+def _save_exp(exp, model, conf, task):
+    exp.mkdir()
+    save_config(exp / "config.yaml", {"model": conf})
+    from dataclasses import asdict
+    (exp / "task.yaml").write_text(yaml.safe_dump(asdict(task)))
+    save_checkpoint(exp / "model.pt", {"model": model.state_dict()})
+
+
+def test_stage2_frozen_stage1_and_targets(tmp_path):
+    torch.manual_seed(0)
+    s1, conf1, task1 = _stage1(tmp_path)
+    _save_exp(tmp_path / "exp1", s1, conf1, task1)
+    task = _task(tmp_path)
+    conf2 = {"name": "vib_stage2", "stage1_exp": str(tmp_path / "exp1"), "target": "emotion", "latent_dim": 4,
+             "beta": {"schedule": "constant", "value": 0.5}}
+    model = build_model(conf2, task)
+    assert isinstance(model, VIBStage2) and isinstance(model.stage1, VIBStage1)
+    before = {k: v.clone() for k, v in model.stage1.state_dict().items()}
+    model.train()
+    assert not model.stage1.training
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    out = model(_batch())
+    assert set(out["losses"]) == {"ce", "kl"} and 0 <= out["metrics"]["acc"] <= 1
+    sum(out["losses"].values()).backward()
+    opt.step()
+    for k, v in model.stage1.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # z_textual of stage 2 equals the stage-1 embedding
+    model.eval()
+    emb = model.embed(_batch())
+    assert torch.allclose(emb["z_textual"], s1.eval().embed(_batch())["z_textual"])
+    assert emb["z_acoustic"].shape == (4, 20, 4)
+    att = model.attend(_batch())
+    assert (att["w_acoustic"][~att["mask"]] == 0).all()
+    assert torch.allclose(att["w_textual"].sum(1), torch.ones(4))
+    assert model.predict(_batch())["emotion"].shape == (4,)
+    # save / reload through an exp dir gives the same predictions
+    _save_exp(tmp_path / "exp2", model, conf2, task)
+    again, _, _ = load_model_from_exp(tmp_path / "exp2")
+    assert torch.equal(again.predict(_batch())["emotion"], model.predict(_batch())["emotion"])
+    # speaker target: closed set
+    spk = build_model(dict(conf2, target="speaker"), task)
+    assert spk.labels(_batch()).tolist() == [0, 1, 0, 1]
+    b = _batch()
+    b["speakers"][2] = "s9"
+    with pytest.raises(DataError, match="'u2'.*'s9'"):
+        spk(b)
+    with pytest.raises(DataError, match="target"):
+        build_model(dict(conf2, target="age"), task)
+    with pytest.raises(DataError, match="model.pt"):
+        build_model(dict(conf2, stage1_exp=str(tmp_path / "nope")), task)

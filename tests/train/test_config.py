@@ -1,0 +1,45 @@
+"""Config loading: YAML + defaults + dotted overrides; unknown keys are errors listing valid keys."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from parastyle.train.config import ConfigError, load_config, parse_overrides
+
+
+def _write(tmp_path, conf):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(conf))
+    return p
+
+
+def test_file_and_overrides(tmp_path):
+    p = _write(tmp_path, {"model": {"name": "multitask_ce", "encoder": {"name": "tdnn", "hidden": 32}},
+                          "optim": {"lr": 0.002}})
+    conf = load_config(p, ["--optim.lr", "1e-3", "--train.amp=bf16", "--data.factors", "[emotion, gender]",
+                           "--model.encoder.hidden", "64", "--valid.patience", "null", "--train.grad_clip", "none"])
+    assert conf["optim"]["lr"] == pytest.approx(1e-3) and isinstance(conf["optim"]["lr"], float)
+    assert conf["train"]["amp"] == "bf16"
+    assert conf["data"]["factors"] == ["emotion", "gender"]
+    assert conf["model"]["encoder"] == {"name": "tdnn", "hidden": 64}
+    assert conf["valid"]["patience"] is None
+    assert conf["optim"]["name"] == "adam"        # default kept
+    assert conf["train"]["max_steps"] == 1000
+
+
+def test_unknown_override_lists_valid_keys(tmp_path):
+    p = _write(tmp_path, {"model": {"name": "multitask_ce"}})
+    with pytest.raises(ConfigError) as ei:
+        load_config(p, ["--optim.lrr", "1"])
+    assert "optim.lrr" in str(ei.value) and "optim.lr" in str(ei.value) and "train.max_steps" in str(ei.value)
+    with pytest.raises(ConfigError, match="trian"):
+        load_config(p, ["--trian.max_steps", "3"])
+
+
+def test_unknown_key_in_file_and_bad_values(tmp_path):
+    with pytest.raises(ConfigError, match="train.max_step"):
+        load_config(_write(tmp_path, {"model": {"name": "x"}, "train": {"max_step": 3}}))
+    with pytest.raises(ConfigError, match="valid.mode"):
+        load_config(_write(tmp_path, {"model": {"name": "x"}, "valid": {"mode": "up"}}))
+    with pytest.raises(ConfigError, match="no value"):
+        parse_overrides(["--optim.lr"])
