@@ -258,17 +258,24 @@ def evaluate(exp, train_data, data, checkpoint=None, results_md=None, max_tsne=1
                      else f"decode_{data.name}_{Path(checkpoint).stem}")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    plots = tsne_plots(te["embs"], te["labels"], model.labels, out_dir, max_tsne) if max_tsne > 0 else []
+    plots = []
+    if max_tsne > 0:
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=1):      # see parastyle.metrics.leakage: avoids BLAS/OpenMP spinning
+            plots = tsne_plots(te["embs"], te["labels"], model.labels, out_dir, max_tsne)
     logger.info("t-SNE plots: %s", plots)
     np_tr = {k: v.numpy() for k, v in tr["embs"].items()}
     np_te = {k: v.numpy() for k, v in te["embs"].items()}
     ytr = {f: v.numpy() for f, v in tr["labels"].items()}
     yte = {f: v.numpy() for f, v in te["labels"].items()}
+    logger.info("leakage probes (%d spaces x %d factors)", len(np_tr), len(ytr))
     leakage = {"matrix": leakage_matrix(np_tr, ytr, np_te, yte), "chance": chance_levels(yte),
                "probe": "StandardScaler + LogisticRegression(C=1), trained on " + train_data.name}
+    logger.info("manipulation evaluation")
     manipulation = manipulation_eval(model, te["embs"], tr["embs"], tr["labels"], knn)
     model.to(device)
     text_prompt = None
+    logger.info("text-prompt classification")
     if te["captions"] is not None and getattr(model, "text_encoder", None) is not None:
         preds = {f: [] for f in model.factors}
         caps = te["captions"]

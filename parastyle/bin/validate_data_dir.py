@@ -1,6 +1,6 @@
 """Validate a Kaldi data directory and report every problem with its file and line.
 
-    python -m parastyle.bin.validate_data_dir [--no-feats] [--no-text] [--no-wav] [--lang_dir data/lang] data/train
+    python -m parastyle.bin.validate_data_dir [--no-feats] [--no-text] [--no-wav] [--no-spk-sort] [--lang_dir data/lang] data/train
 
 Exit status 0 when valid, 1 when any problem is found (all are printed, one per line), 2 on
 usage errors.
@@ -22,6 +22,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="do not require a text file")
     p.add_argument("--no-wav", "--no_wav", dest="no_wav", action="store_true",
                    help="do not require wav.scp (features-only directory)")
+    p.add_argument("--no-spk-sort", "--no_spk_sort", dest="no_spk_sort", action="store_true",
+                   help="do not require utt2spk sorted by speaker as well as by utterance")
     p.add_argument("--lang_dir", "--lang-dir", dest="lang_dir", default=None,
                    help="check every factor label against <lang_dir>/<factor>.txt")
     p.add_argument("data_dir")
@@ -32,7 +34,8 @@ def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     try:
         problems = validate_data_dir(args.data_dir, no_feats=args.no_feats, no_wav=args.no_wav,
-                                     no_text=args.no_text, lang_dir=args.lang_dir)
+                                     no_text=args.no_text, lang_dir=args.lang_dir,
+                                     no_spk_sort=args.no_spk_sort)
     except DataError as e:  # e.g. an unreadable vocabulary file
         problems = [str(e)]
     if problems:

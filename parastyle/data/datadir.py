@@ -295,7 +295,8 @@ def _compare_keys(problems: List[str], table: ScannedTable, utts: ScannedTable, 
 
 
 def validate_data_dir(path: PathLike, no_feats: bool = False, no_wav: bool = False,
-                      no_text: bool = False, lang_dir: Optional[PathLike] = None) -> List[str]:
+                      no_text: bool = False, lang_dir: Optional[PathLike] = None,
+                      no_spk_sort: bool = False) -> List[str]:
     """Check a data directory; return every problem found as ``"file:line: message"``.
 
     Checks (Kaldi's ``utils/validate_data_dir.sh`` plus the style files): every table sorted
@@ -306,6 +307,7 @@ def validate_data_dir(path: PathLike, no_feats: bool = False, no_wav: bool = Fal
     recording; segments end > start; positive durations and frame counts; factor, caption and
     tag files only naming known utterances, with non-empty values; with ``lang_dir``, every
     factor label listed in ``<lang_dir>/<factor>.txt`` (and tags in ``tags.txt`` if present).
+    ``no_spk_sort`` skips the speaker-order check (Kaldi's ``--no-spk-sort``).
     An empty list means the directory is valid.
     """
     path = Path(path)
@@ -335,7 +337,7 @@ def validate_data_dir(path: PathLike, no_feats: bool = False, no_wav: bool = Fal
     # Speaker order must agree with utterance order (speaker ids prefix utterance ids).
     prev_spk: Optional[str] = None
     prev_utt: Optional[str] = None
-    for utt in sorted(utt2spk.entries, key=c_sort_key):
+    for utt in ([] if no_spk_sort else sorted(utt2spk.entries, key=c_sort_key)):
         spk = u2s[utt]
         if prev_spk is not None and spk != prev_spk and c_sort_key(spk) < c_sort_key(prev_spk):
             problems.append(

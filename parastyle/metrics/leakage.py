@@ -45,7 +45,17 @@ def leakage_matrix(train_embs: Mapping[str, np.ndarray], train_labels: Mapping[s
                    C: float = 1.0, max_iter: int = 1000, seed: int = 0) -> Dict[str, Dict[str, Optional[float]]]:
     """``{subspace: (N, D)}`` embeddings and ``{factor: (N,)}`` int labels (-100 = unknown) for train and
     test -> ``{subspace: {factor: balanced accuracy or None}}``."""
+    from threadpoolctl import threadpool_limits
+
     out: Dict[str, Dict[str, Optional[float]]] = {}
+    # Single-threaded BLAS: next to torch's OpenMP pool, multi-threaded BLAS in lbfgs can spin and
+    # slow the small probes down by orders of magnitude.
+    with threadpool_limits(limits=1):
+        _fill(out, train_embs, train_labels, test_embs, test_labels, C, max_iter, seed)
+    return out
+
+
+def _fill(out, train_embs, train_labels, test_embs, test_labels, C, max_iter, seed) -> None:
     for s in train_embs:
         if s not in test_embs:
             raise KeyError(f"leakage_matrix: subspace {s!r} missing from the test embeddings")
@@ -59,7 +69,6 @@ def leakage_matrix(train_embs: Mapping[str, np.ndarray], train_labels: Mapping[s
                 raise ValueError(f"leakage_matrix: {s}/{f}: {len(xtr)} train embeddings vs {len(ytr)} labels, "
                                  f"{len(xte)} test embeddings vs {len(yte)} labels")
             out[s][f] = probe_balanced_accuracy(xtr, ytr, xte, yte, C=C, max_iter=max_iter, seed=seed)
-    return out
 
 
 def chance_levels(test_labels: Mapping[str, np.ndarray]) -> Dict[str, float]:

@@ -35,6 +35,7 @@ Config (``model:`` section of the training YAML)::
 """
 from __future__ import annotations
 
+import weakref
 import zlib
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -172,6 +173,10 @@ class CLAP(nn.Module):
 
 
 # ---------------------------------------------------------------------- joint-space helpers
+# model -> None (embed_text returns a tensor) or the sorted subspace names of its embed_text
+_TEXT_KEYS: "weakref.WeakKeyDictionary[nn.Module, Optional[List[str]]]" = weakref.WeakKeyDictionary()
+
+
 def _joint(parts: Dict[str, torch.Tensor], keys: Sequence[str]) -> torch.Tensor:
     return torch.cat([F.normalize(parts[k].float(), dim=-1) for k in keys], dim=-1)
 
@@ -192,7 +197,14 @@ def joint_embeddings(model: nn.Module, batch: Optional[Dict[str, Any]] = None,
     out: Dict[str, torch.Tensor] = {}
     with torch.no_grad():
         speech = model.embed(batch) if batch is not None else None
-        probe = model.embed_text(list(texts) if texts is not None else ["a person is speaking"])
+        if texts is not None:
+            probe = model.embed_text(list(texts))
+        else:
+            if model not in _TEXT_KEYS:
+                t = model.embed_text(["a person is speaking"])
+                _TEXT_KEYS[model] = None if torch.is_tensor(t) else sorted(t)
+            keys = _TEXT_KEYS[model]
+            probe = torch.empty(0) if keys is None else dict.fromkeys(keys)
     if torch.is_tensor(probe):
         if texts is not None:
             out["text"] = F.normalize(probe.float(), dim=-1)

@@ -199,17 +199,24 @@ class ParaMETA(nn.Module):
             raise IndexError(f"{factor} class index {target} out of range [0, {len(self.labels[factor])})")
         return int(target)
 
-    def manipulate(self, sub_embs: Mapping[str, torch.Tensor], factor: str,
-                   target_class: Union[int, str]) -> Dict[str, torch.Tensor]:
-        """Style manipulation: replace ``sub_embs[factor] (B, subspace_dim)`` by the (unit-norm) prototype of
-        ``target_class`` (index or label); every other entry (other factors, ``"meta"``) is returned unchanged."""
+    def manipulate(self, sub_embs: Mapping[str, torch.Tensor], factor: str, target_class: Union[int, str],
+                   keep_norm: bool = True) -> Dict[str, torch.Tensor]:
+        """Style manipulation: replace ``sub_embs[factor] (B, subspace_dim)`` by the prototype of
+        ``target_class`` (index or label); every other entry (other factors, ``"meta"``) is returned unchanged.
+
+        Prototypes are directions (alignment is by cosine), so with ``keep_norm`` the new embedding is
+        the unit prototype scaled to the norm of the embedding it replaces, ``||s|| * p / ||p||``;
+        without it, the unit prototype itself."""
         c = self.class_index(factor, target_class)
         if not bool(self.prototypes.seen(factor)[c]):
             raise RuntimeError(f"{factor} class {self.labels[factor][c]!r} has no prototype (never seen in training)")
         out = dict(sub_embs)
         ref = sub_embs[factor]
         proto = F.normalize(self.prototypes.prototypes(factor)[c].float(), dim=-1)   # unit norm (also after averaging)
-        out[factor] = proto.to(ref.dtype).expand_as(ref).clone()
+        new = proto.unsqueeze(0).expand(ref.shape[0], -1)
+        if keep_norm:
+            new = new * ref.float().norm(dim=-1, keepdim=True)
+        out[factor] = new.to(ref.dtype).clone()
         return out
 
 

@@ -14,9 +14,11 @@ Stage 2 (``vib_stage2``): the stage-1 model (front-end, layer weights, encoder) 
     concatenated and classified (emotion, any factor, or speaker id);
     loss = CE + beta * KL(q(z_acoustic|x) || N(0, I)).
 
-beta follows :func:`beta_at` (``incremental``: linear from ``start`` to ``end``, reached a
-configurable number of steps / fraction of training before the end; or ``constant``), set by the
-trainer through ``on_step(step, total_steps)``.
+The KL term is the closed-form KL per valid frame (summed over the Z dimensions), averaged over
+frames; with ``kl_per_dim`` it is further divided by Z. beta follows :func:`beta_at`
+(``incremental``: linear from ``start`` to ``end``, reached a configurable number of steps /
+fraction of training before the end; or ``constant``), set by the trainer through
+``on_step(step, total_steps)``.
 
 Front-ends (``frontend.type``):
 * ``context``: trainable context encoder on log-mel / fbank features ``(B, T, F)``: a strided
@@ -235,11 +237,14 @@ class VIBStage1(nn.Module):
         layer: None = learnable layer weighting; int = that layer only (0-based).
         beta: keyword arguments of :func:`beta_at` (``schedule``, ``start``, ``end``, ...).
         frame_shift_s: input frame shift (seconds), for attribution plots.
+        kl_per_dim: divide the KL term by Z (KL per latent dimension, per frame) instead of the
+            full closed-form KL per frame; a Z times weaker bottleneck at the same beta.
     """
 
     def __init__(self, frontend: nn.Module, tokenizer, latent_dim: int = 128, layer: Optional[int] = None,
-                 beta: Optional[Dict[str, Any]] = None, frame_shift_s: float = 0.01):
+                 beta: Optional[Dict[str, Any]] = None, frame_shift_s: float = 0.01, kl_per_dim: bool = False):
         super().__init__()
+        self.kl_per_dim = bool(kl_per_dim)
         self.frontend = frontend
         self.tokenizer = tokenizer
         self.layer_weights = LayerWeighting(frontend.num_layers, fixed_layer=layer)
@@ -304,7 +309,7 @@ class VIBStage1(nn.Module):
         ctc = F.ctc_loss(log_probs.transpose(0, 1).float(), flat.to(logits.device), in_lens,
                          tgt_lens.to(logits.device), blank=0, reduction="sum", zero_infinity=False)
         ctc = ctc / logits.shape[0]
-        kl = gaussian_kl_standard(mu, var, mask)
+        kl = gaussian_kl_standard(mu, var, mask) / (mu.shape[-1] if self.kl_per_dim else 1)
         metrics = {"kl_raw": kl.detach(), "beta": self.beta}
         if not self.training:
             hyps = [self.tokenizer.decode(s) for s in ctc_greedy_decode(log_probs.detach(), in_lens)]
@@ -338,12 +343,14 @@ class VIBStage2(nn.Module):
         classes: class names of the target (factor labels or speaker ids).
         target: factor name (labels from ``batch["labels"][target]``) or ``"speaker"``
             (labels from ``batch["speakers"]``, closed set).
-        latent_dim, layer, beta: as in :class:`VIBStage1`, for the acoustic stream.
+        latent_dim, layer, beta, kl_per_dim: as in :class:`VIBStage1`, for the acoustic stream.
     """
 
     def __init__(self, stage1: VIBStage1, classes: List[str], target: str, latent_dim: int = 128,
-                 layer: Optional[int] = None, beta: Optional[Dict[str, Any]] = None, dropout: float = 0.0):
+                 layer: Optional[int] = None, beta: Optional[Dict[str, Any]] = None, dropout: float = 0.0,
+                 kl_per_dim: bool = False):
         super().__init__()
+        self.kl_per_dim = bool(kl_per_dim)
         self.stage1 = stage1
         _freeze(stage1)
         self.target, self.classes = target, list(classes)
@@ -431,7 +438,7 @@ class VIBStage2(nn.Module):
             acc = (logits.argmax(-1)[known] == y[known]).float().mean().item()
         else:  # a batch without any known label contributes no classification gradient
             ce, acc = logits.sum() * 0.0, float("nan")
-        kl = gaussian_kl_standard(s["mu"], s["var"], s["mask"])
+        kl = gaussian_kl_standard(s["mu"], s["var"], s["mask"]) / (s["mu"].shape[-1] if self.kl_per_dim else 1)
         metrics = {"kl_raw": kl.detach(), "beta": self.beta}
         if acc == acc:
             metrics["acc"] = acc

@@ -171,3 +171,37 @@ def test_ssl_speech_tower(text_path, tmp_path):
     out["losses"]["infonce"].backward()
     assert model.speech_encoder.extractor.model.encoder.transformer.layers[0].attention.attention.in_proj_weight.grad \
         is not None
+
+
+class _SubspaceModel(torch.nn.Module):
+    """ParaMETA-like interface: embed -> {"meta", factors...}, embed_text -> {factors...}."""
+
+    def embed(self, batch):
+        x = batch["feats"].mean(1)
+        return {"meta": x, "emotion": x[:, :2], "gender": x[:, 2:]}
+
+    def embed_text(self, texts):
+        t = torch.tensor([[float(len(s)), 1.0, -1.0, float(len(s) % 3)] for s in texts])
+        return {"emotion": t[:, :2], "gender": t[:, 2:]}
+
+
+def test_joint_embeddings_subspace_and_clap_models(text_path):
+    import torch.nn.functional as F
+
+    from parastyle.models.clap import joint_cosine, joint_embeddings
+
+    m = _SubspaceModel()
+    b = batch(n=3, d=4)
+    sp = joint_embeddings(m, batch=b)["speech"]
+    tx = joint_embeddings(m, texts=["ab", "abcd"])["text"]
+    assert sp.shape == (3, 4) and tx.shape == (2, 4)
+    e, t = m.embed(b), m.embed_text(["ab", "abcd"])
+    ref = 0.5 * (F.normalize(e["emotion"], dim=-1) @ F.normalize(t["emotion"], dim=-1).t()
+                 + F.normalize(e["gender"], dim=-1) @ F.normalize(t["gender"], dim=-1).t())
+    torch.testing.assert_close(joint_cosine(sp, tx), ref)
+    clap = build_model(model_conf(text_path), task()).eval()
+    b5 = batch()
+    out = joint_embeddings(clap, batch=b5, texts=["x", "y z"])
+    torch.testing.assert_close(out["speech"], clap.embed(b5)["speech"])
+    torch.testing.assert_close(out["text"], clap.embed_text(["x", "y z"]))
+    assert joint_embeddings(clap, batch=b5).keys() == {"speech"}

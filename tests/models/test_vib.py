@@ -161,3 +161,118 @@ def test_stage2_frozen_stage1_and_targets(tmp_path):
         build_model(dict(conf2, target="age"), task)
     with pytest.raises(DataError, match="model.pt"):
         build_model(dict(conf2, stage1_exp=str(tmp_path / "nope")), task)
+
+
+# ---------------------------------------------------------------------------- CLIs end to end
+def _feats_data_dir(path, spk_utts, seed):
+    """Kaldi dir with feats.scp (kaldiio), text, utt2emotion; features carry the emotion in dims 0-1."""
+    import kaldiio
+    import numpy as np
+    rng = np.random.RandomState(seed)
+    path.mkdir(parents=True)
+    emos = ["happy", "sad"]
+    rows = {"utt2spk": {}, "text": {}, "utt2emotion": {}, "utt2num_frames": {}, "wav.scp": {}}
+    with kaldiio.WriteHelper(f"ark,scp:{path / 'feats.ark'},{path / 'feats.scp'}") as w:
+        for spk, n in spk_utts:
+            for j in range(n):
+                utt = f"{spk}-{j:02d}"
+                e = (j + len(spk)) % 2
+                x = rng.randn(30, 6).astype(np.float32)
+                x[:, e] += 2.0
+                w(utt, x)
+                rows["utt2spk"][utt], rows["text"][utt] = spk, TEXTS[j % 4]
+                rows["utt2emotion"][utt], rows["utt2num_frames"][utt] = emos[e], "30"
+                rows["wav.scp"][utt] = f"/nonexistent/{utt}.wav"
+    spk2utt = {}
+    for u, s in rows["utt2spk"].items():
+        spk2utt.setdefault(s, []).append(u)
+    rows["spk2utt"] = {s: " ".join(sorted(us)) for s, us in spk2utt.items()}
+    from parastyle.fileio import write_kv
+    for name, table in rows.items():
+        write_kv(path / name, table)
+    return path
+
+
+def test_train_score_probe_attribution_cli(tmp_path):
+    import json
+
+    from parastyle.bin import score_vib, train, vib_attribution, vib_probe
+    lang = tmp_path / "lang"
+    lang.mkdir()
+    (lang / "emotion.txt").write_text("happy\nsad\n")
+    write_tokens(lang / "tokens.txt", build_char_vocab(dict(enumerate(TEXTS))))
+    tr = _feats_data_dir(tmp_path / "train", [("s1", 8), ("s2", 8)], 0)
+    te = _feats_data_dir(tmp_path / "test", [("s1", 4), ("s2", 4)], 1)
+    common = ["--lang_dir", str(lang), "--train_data", str(tr), "--valid_data", str(te),
+              "--data.feats", "true", "--data.batch_size", "8", "--train.max_steps", "4", "--train.valid_interval", "4",
+              "--train.ckpt_interval", "4", "--train.average_best", "1", "--train.log_interval", "2",
+              "--train.progress", "false", "--train.device", "cpu"]
+    conf1 = tmp_path / "s1.yaml"
+    conf1.write_text(yaml.safe_dump({"model": dict(CONF1, token_list=str(lang / "tokens.txt")),
+                                     "data": {"factors": []}, "valid": {"metric": "cer", "mode": "min"}}))
+    assert train.main(["--config", str(conf1), "--exp", str(tmp_path / "exp1")] + common) == 0
+    assert yaml.safe_load((tmp_path / "exp1" / "task.yaml").read_text())["tokens"][0] == "<blank>"
+    conf2 = tmp_path / "s2.yaml"
+    conf2.write_text(yaml.safe_dump({"model": {"name": "vib_stage2", "stage1_exp": str(tmp_path / "exp1"),
+                                               "target": "emotion", "latent_dim": 4},
+                                     "valid": {"metric": "acc", "mode": "max"}}))
+    assert train.main(["--config", str(conf2), "--exp", str(tmp_path / "exp2")] + common) == 0
+    md = tmp_path / "RESULTS.md"
+    assert score_vib.main(["--exp", str(tmp_path / "exp1"), "--data", str(te), "--results_md", str(md)]) == 0
+    r1 = json.loads((tmp_path / "exp1" / "decode_test" / "results.json").read_text())
+    assert r1["backbone"] == "context-conv" and 0 <= r1["metrics"]["asr"]["cer"] and r1["metrics"]["asr"]["n"] == 8
+    assert score_vib.main(["--exp", str(tmp_path / "exp2"), "--data", str(te), "--results_md", str(md)]) == 0
+    r2 = json.loads((tmp_path / "exp2" / "decode_test" / "results.json").read_text())
+    assert set(r2["metrics"]["emotion"]) >= {"balanced_accuracy", "accuracy", "macro_f1", "n"}
+    assert "vib transcription" in md.read_text()
+    assert vib_probe.main(["--exp", str(tmp_path / "exp2"), "--train_data", str(tr), "--test_data", str(te),
+                           "--ctc_epochs", "2", "--results_md", str(md)]) == 0
+    pr = json.loads((tmp_path / "exp2" / "probe_test" / "results.json").read_text())
+    assert set(pr["metrics"]) == {"z_textual", "z_acoustic", "original"}
+    assert set(pr["metrics"]["z_acoustic"]) == {"cer", "emotion_uar", "speaker_accuracy"}
+    for png in ("layer_weights.png", "tsne.png"):
+        assert (tmp_path / "exp2" / "probe_test" / png).stat().st_size > 0
+    assert "| z_textual |" in md.read_text()
+    assert vib_attribution.main(["--exp", str(tmp_path / "exp2"), "--data", str(te), "--num_plots", "2"]) == 0
+    att = json.loads((tmp_path / "exp2" / "attribution_test" / "attention.json").read_text())
+    assert len(att) == 8
+    a = att["s1-00"]
+    assert len(a["textual"]) == 15 and abs(sum(a["acoustic"]) - 1) < 1e-4 and a["label"] in ("happy", "sad")
+    assert len(list((tmp_path / "exp2" / "attribution_test").glob("*.png"))) == 2
+
+
+def test_frontends_lstm_and_dumped():
+    from parastyle.models.vib import ContextLayers, DumpedLayers
+    torch.manual_seed(0)
+    b = _batch()
+    fe = ContextLayers(6, hidden=8, num_layers=2, kind="lstm", subsample=2)
+    layers, mask = fe(b["feats"], b["mask"])
+    assert len(layers) == 3 and all(x.shape == (4, 20, 8) for x in layers)
+    assert mask.sum(1).tolist() == [20, 18, 15, 19]
+    assert all((x[~mask] == 0).all() for x in layers)
+    # a valid frame's output does not depend on padding values
+    b2 = dict(b, feats=b["feats"].clone())
+    b2["feats"][2, 30:] = 50.0
+    layers2, _ = fe.eval()(b2["feats"], b2["mask"])
+    layers1, _ = fe(b["feats"], b["mask"])
+    assert torch.allclose(layers1[-1][2, :15], layers2[-1][2, :15], atol=1e-5)
+    dl = DumpedLayers(6, 3)
+    parts, m = dl(b["feats"], b["mask"])
+    assert len(parts) == 3 and torch.equal(parts[1], b["feats"][..., 2:4]) and m is b["mask"]
+    with pytest.raises(DataError):
+        DumpedLayers(7, 3)
+
+
+def test_split_within_speakers_assignment():
+    from parastyle.bin.split_within_speakers import assign_utterances
+    spk2utts = {"a": [f"a{i}" for i in range(10)], "b": [f"b{i}" for i in range(3)], "c": ["c0", "c1"]}
+    sets, small = assign_utterances(spk2utts, 0.1, 0.2, seed=0)
+    assert small == 1
+    for s in ("a", "b"):
+        got = {k: [u for u in v if u.startswith(s)] for k, v in sets.items()}
+        assert all(got[k] for k in ("train", "dev", "test")), got
+        assert sorted(sum(got.values(), [])) == sorted(spk2utts[s])
+    assert sorted(u for u in sets["train"] if u.startswith("c")) == ["c0", "c1"]
+    assert len([u for u in sets["test"] if u.startswith("a")]) == 2
+    with pytest.raises(ValueError):
+        assign_utterances(spk2utts, 0.5, 0.5, 0)

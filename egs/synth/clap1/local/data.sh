@@ -3,7 +3,8 @@
 set -euo pipefail
 
 nj=2
-num_utts=600
+num_utts=1200
+utts_per_spk=8
 seed=0
 
 . utils/parse_options.sh
@@ -14,7 +15,7 @@ if [ -f data/all/utt2spk ]; then
 fi
 rm -rf data/all.tmp
 python -m parastyle.bin.make_synth_corpus --out data/all.tmp --wav_dir data/wav --lang_dir data/lang \
-    --num_utts "${num_utts}" --seed "${seed}" --nj "${nj}" --quiet
+    --num_utts "${num_utts}" --utts_per_spk "${utts_per_spk}" --seed "${seed}" --nj "${nj}" --quiet
 # wav.scp holds absolute paths, so the directory can be renamed once it is complete.
 rm -rf data/all
 mv data/all.tmp data/all

@@ -1,0 +1,1 @@
+../../TEMPLATE/vib1/vib.sh
