@@ -276,3 +276,44 @@ def test_split_within_speakers_assignment():
     assert len([u for u in sets["test"] if u.startswith("a")]) == 2
     with pytest.raises(ValueError):
         assign_utterances(spk2utts, 0.5, 0.5, 0)
+
+
+def test_kl_per_dim_scales_by_latent_size(tmp_path):
+    torch.manual_seed(0)
+    a, _, _ = _stage1(tmp_path)
+    torch.manual_seed(0)
+    b, _, _ = _stage1(tmp_path, kl_per_dim=True)
+    a.eval(), b.eval()
+    ka = a(_batch())["metrics"]["kl_raw"].item()
+    kb = b(_batch())["metrics"]["kl_raw"].item()
+    assert kb == pytest.approx(ka / 8, rel=1e-5)
+
+
+def test_ssl_frontend_stage1_state_dict_without_ssl_weights(tmp_path):
+    from parastyle.nn.encoders.ssl import build_ssl_model, save_ssl_model
+    torch.manual_seed(0)
+    arch = dict(extractor_mode="layer_norm", extractor_conv_layer_config=[[8, 10, 5], [8, 3, 2]],
+                extractor_conv_bias=False, encoder_embed_dim=16, encoder_projection_dropout=0.0,
+                encoder_pos_conv_kernel=4, encoder_pos_conv_groups=2, encoder_num_layers=3, encoder_num_heads=2,
+                encoder_attention_dropout=0.0, encoder_ff_interm_features=24, encoder_ff_interm_dropout=0.0,
+                encoder_dropout=0.0, encoder_layer_norm_first=True, encoder_layer_drop=0.0)
+    save_ssl_model(build_ssl_model(arch), arch, tmp_path / "ssl.pt")
+    write_tokens(tmp_path / "tokens.txt", build_char_vocab(dict(enumerate(TEXTS))))
+    task = TaskInfo(feat_dim=1, sample_rate=16000, frame_shift_s=1 / 16000)
+    conf = {"name": "vib_stage1", "latent_dim": 4, "token_list": str(tmp_path / "tokens.txt"),
+            "frontend": {"type": "ssl", "path": str(tmp_path / "ssl.pt")}}
+    model = build_model(conf, task)
+    assert model.layer_weights.num_layers == 3
+    sd = model.state_dict()
+    assert not any(".extractor.model." in "." + k for k in sd) and "layer_weights.logits" in sd
+    lens = torch.tensor([1600, 1200])
+    wav = torch.randn(2, 1600, 1) * (torch.arange(1600)[None, :, None] < lens[:, None, None])
+    batch = {"utt_ids": ["a", "b"], "feats": wav, "feat_lens": lens,
+             "mask": torch.arange(1600)[None] < lens[:, None], "labels": {}, "text": ["ab", "ba"], "speakers": ["s", "s"]}
+    out = model(batch)
+    out["losses"]["ctc"].backward()
+    assert all(p.grad is None for p in model.frontend.parameters())
+    again = build_model(conf, task)
+    again.load_state_dict(sd)          # frozen SSL weights come from the path, not the checkpoint
+    model.eval(), again.eval()
+    assert torch.allclose(model.embed(batch)["z_textual"], again.embed(batch)["z_textual"])

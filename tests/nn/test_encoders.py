@@ -74,18 +74,55 @@ def test_default_sizes_match_paper_parameter_counts(name, target):
     assert abs(n - target) / target < 0.05, n
 
 
+def _cell_loop(lstm, xs):
+    """Final hidden state of a one-layer unidirectional ``nn.LSTM`` run step by step with an LSTMCell."""
+    cell = torch.nn.LSTMCell(lstm.input_size, lstm.hidden_size)
+    cell.weight_ih.data, cell.weight_hh.data = lstm.weight_ih_l0.data, lstm.weight_hh_l0.data
+    cell.bias_ih.data, cell.bias_hh.data = lstm.bias_ih_l0.data, lstm.bias_hh_l0.data
+    h = c = torch.zeros(1, lstm.hidden_size)
+    for t in range(xs.shape[0]):
+        h, c = cell(xs[t:t + 1], (h, c))
+    return h[0]
+
+
 def test_lstm_final_state_matches_manual_loop():
     torch.manual_seed(1)
-    enc = build_encoder({"name": "lstm", "hidden_size": 6, "num_layers": 1, "bidirectional": False}, input_dim=4)
-    x = torch.randn(1, 5, 4)
-    out = enc(x, torch.ones(1, 5, dtype=torch.bool))
-    cell = torch.nn.LSTMCell(4, 6)
-    cell.weight_ih.data, cell.weight_hh.data = enc.lstm.weight_ih_l0.data, enc.lstm.weight_hh_l0.data
-    cell.bias_ih.data, cell.bias_hh.data = enc.lstm.bias_ih_l0.data, enc.lstm.bias_hh_l0.data
-    h = c = torch.zeros(1, 6)
-    for t in range(5):
-        h, c = cell(x[:, t], (h, c))
-    torch.testing.assert_close(out, h)
+    enc = build_encoder({"name": "lstm", "hidden_size": 6, "num_layers": 1, "bidirectional": True}, input_dim=4)
+    x = torch.randn(2, 7, 4)
+    mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
+    out = enc(x, mask)
+    for b, n in enumerate([7, 5]):
+        fwd = _cell_loop(enc.forward_layers[0], x[b, :n])
+        bwd = _cell_loop(enc.backward_layers[0], x[b, :n].flip(0))
+        torch.testing.assert_close(out[b], torch.cat([fwd, bwd]))
+
+
+def test_lstm_matches_torch_bidirectional_lstm():
+    # Same weights in torch's fused bidirectional 2-layer LSTM (packed) -> same final states.
+    torch.manual_seed(2)
+    enc = build_encoder({"name": "lstm", "hidden_size": 5, "num_layers": 2, "dropout": 0.0}, input_dim=3)
+    ref = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, batch_first=True)
+    for layer in range(2):
+        for d, mods in enumerate([enc.forward_layers, enc.backward_layers]):
+            sfx = f"l{layer}" + ("_reverse" if d else "")
+            for name in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]:
+                getattr(ref, f"{name}_{sfx}").data.copy_(getattr(mods[layer], f"{name}_l0").data)
+    x = torch.randn(3, 8, 3)
+    lens = torch.tensor([8, 3, 6])
+    mask = torch.arange(8)[None] < lens[:, None]
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+    _, (h_n, _) = ref(packed)
+    torch.testing.assert_close(enc(x, mask), torch.cat([h_n[-2], h_n[-1]], dim=-1), atol=1e-5, rtol=1e-4)
+
+
+def test_reverse_valid_is_an_involution():
+    from parastyle.nn.encoders.lstm import reverse_valid
+
+    x = torch.arange(10.0).reshape(2, 5, 1)
+    lens = torch.tensor([5, 3])
+    r = reverse_valid(x, lens)
+    assert r[0, :, 0].tolist() == [4, 3, 2, 1, 0] and r[1, :, 0].tolist() == [7, 6, 5, 8, 9]
+    torch.testing.assert_close(reverse_valid(r, lens), x)
 
 
 def test_pooling_rules():

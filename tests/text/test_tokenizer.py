@@ -20,16 +20,13 @@ def test_char_vocab_round_trip(tmp_path):
     assert tok.decode([0, tokens.index("H"), 0]) == "H"
 
 
-def test_unknown_character_names_utterance():
+def test_unknown_character_names_utterance(tmp_path):
     tok = CharTokenizer(build_char_vocab({"a": "abc"}))
     with pytest.raises(TokenizerError, match="'utt7'.*'z'"):
         tok.encode("abz", "utt7")
+    (tmp_path / "tokens.txt").write_text(f"{SPACE}\n{BLANK}\n")
     with pytest.raises(DataError, match="first token"):
-        bad = [SPACE, BLANK]
-        import tempfile, pathlib
-        p = pathlib.Path(tempfile.mkdtemp()) / "tokens.txt"
-        p.write_text("\n".join(bad) + "\n")
-        read_tokens(p)
+        read_tokens(tmp_path / "tokens.txt")
     with pytest.raises(DataError, match="not found"):
         read_tokens("/nonexistent/tokens.txt")
 

@@ -15,6 +15,9 @@ nj=2
 split_args="--dev 0.1 --test 0.2"       # speakers, for stage 1 and emotion
 spk_split_args="--dev 0.1 --test 0.2"   # utterances within every speaker, for speaker id
 stage2_targets="emotion speaker"
+feats_conf=conf/feats.yaml
+stage1_args=""              # extra config overrides of stage 1, e.g. "--train.max_steps 400"
+stage2_args=""
 
 . ./path.sh
 if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
@@ -24,7 +27,8 @@ if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
     --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" --seed "${seed}" \
     --data_args "--num_utts ${num_utts} --utts_per_spk ${utts_per_spk}" \
     --split_args "${split_args}" --spk_split_args "${spk_split_args}" \
-    --feats_conf conf/feats.yaml \
+    --feats_conf "${feats_conf}" \
     --stage1_config conf/train_stage1.yaml --stage2_config conf/train_stage2.yaml \
+    --stage1_args "${stage1_args}" --stage2_args "${stage2_args}" \
     --stage2_targets "${stage2_targets}" \
     "$@"
