@@ -11,6 +11,7 @@ seed=0                      # corpus generation and speaker split
 nj=2
 split_args="--dev 0.1 --test 0.1"
 feats_conf=conf/feats.yaml
+methods="ce clap_objective parameta_nometa parameta"   # conf/train_<method>.yaml, trained and scored in turn
 
 . ./path.sh
 if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
@@ -21,4 +22,5 @@ if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
     --data_args "--num_utts ${num_utts}" \
     --split_args "${split_args}" \
     --feats_conf "${feats_conf}" \
+    --methods "${methods}" \
     "$@"
