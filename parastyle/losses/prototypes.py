@@ -1,13 +1,18 @@
 """Class prototypes per factor, kept as EMA buffers, and the prototype alignment loss (ParaMETA)."""
 from __future__ import annotations
 
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Tuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 IGNORE_INDEX = -100
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def prototype_alignment_loss(emb: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor,
@@ -40,6 +45,13 @@ class PrototypeBank(nn.Module):
         p_c <- mu_c                                         if c has never been seen
         p_c <- normalize( m * p_c + (1 - m) * mu_c )        otherwise      (m = momentum, 0.99)
 
+    Under torch.distributed (initialised, world size > 1) the batch is the *global* batch: the
+    per-class sums ``sum_{i : y_i = c} normalize(e_i)`` and counts are all-reduced over ranks
+    before ``mu_c``, so every rank computes the same prototypes, equal to one process fed the
+    concatenated batch (DDP's buffer broadcast from rank 0 then loses nothing). ``update`` is
+    then a collective: every rank must call it, in the same order. Set ``sync_distributed =
+    False`` to update from the local batch only.
+
     Args:
         factors: ``{factor: number of classes}``.
         dim: embedding size of each factor's subspace.
@@ -53,6 +65,7 @@ class PrototypeBank(nn.Module):
         self.factors = list(factors)
         self.dim = dim
         self.momentum = momentum
+        self.sync_distributed = True
         for f, n in factors.items():
             self.register_buffer(f"proto_{f}", torch.zeros(n, dim))
             self.register_buffer(f"seen_{f}", torch.zeros(n, dtype=torch.bool))
@@ -68,25 +81,43 @@ class PrototypeBank(nn.Module):
     @torch.no_grad()
     def update(self, factor: str, emb: torch.Tensor, labels: torch.Tensor,
                ignore_index: int = IGNORE_INDEX) -> None:
-        """EMA update from ``emb (B, D)`` and ``labels (B,)`` (unknown labels skipped)."""
-        known = labels != ignore_index
-        if not bool(known.any()):
-            return
-        e = F.normalize(emb.detach()[known].float(), dim=-1)
-        y = labels[known]
+        """EMA update from ``emb (B, D)`` and ``labels (B,)`` (unknown labels skipped); global
+        batch under torch.distributed (see the class docstring)."""
         proto, seen = self.prototypes(factor), self.seen(factor)
-        n_cls = proto.shape[0]
-        if int(y.max()) >= n_cls or int(y.min()) < 0:
-            raise ValueError(f"PrototypeBank.update: label out of range [0, {n_cls}) for factor {factor!r}")
-        sums = torch.zeros(n_cls, e.shape[1], device=e.device).index_add_(0, y, e)
-        counts = torch.bincount(y, minlength=n_cls)
+        sums, counts = self._class_sums(factor, emb, labels, ignore_index)    # (C, D), (C,)
         present = counts > 0
+        if not bool(present.any()):
+            return
         mu = F.normalize(sums[present], dim=-1)
         old = proto[present].float()
         was_seen = seen[present].unsqueeze(1)
         new = torch.where(was_seen, F.normalize(self.momentum * old + (1 - self.momentum) * mu, dim=-1), mu)
         proto[present] = new.to(proto.dtype)
         seen[present] = True
+
+    def _class_sums(self, factor: str, emb: torch.Tensor, labels: torch.Tensor,
+                    ignore_index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-class ``sum normalize(e_i)`` ``(C, D)`` float32 and counts ``(C,)`` long over known
+        labels, all-reduced over ranks when distributed. Out-of-range labels raise on every rank."""
+        if emb.dim() != 2 or emb.shape[1] != self.dim or labels.shape != emb.shape[:1]:
+            raise ValueError(f"PrototypeBank.update: expected emb (B, {self.dim}) and labels (B,), got "
+                             f"{tuple(emb.shape)} and {tuple(labels.shape)}")
+        n_cls = self.prototypes(factor).shape[0]
+        known = labels != ignore_index
+        y = labels[known]
+        bad = (y < 0) | (y >= n_cls)
+        y = y[~bad]
+        e = F.normalize(emb.detach()[known][~bad].float(), dim=-1)
+        # one (C + 1, D + 1) buffer: [sums | counts] per class, last row = number of bad labels
+        buf = torch.zeros(n_cls + 1, self.dim + 1, device=emb.device)
+        buf[:n_cls, :self.dim].index_add_(0, y, e)
+        buf[:n_cls, self.dim] = torch.bincount(y, minlength=n_cls).float()
+        buf[n_cls, 0] = float(bad.sum())
+        if self.sync_distributed and _world() > 1:
+            dist.all_reduce(buf)
+        if float(buf[n_cls, 0]) > 0:
+            raise ValueError(f"PrototypeBank.update: label out of range [0, {n_cls}) for factor {factor!r}")
+        return buf[:n_cls, :self.dim], buf[:n_cls, self.dim].round().long()
 
     def alignment_loss(self, factor: str, emb: torch.Tensor, labels: torch.Tensor,
                        ignore_index: int = IGNORE_INDEX) -> torch.Tensor:

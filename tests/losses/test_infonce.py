@@ -96,6 +96,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     for rank in range(2):
         r = torch.load(tmp_path / f"{rank}.pt")
         assert r["loss"].item() == pytest.approx(ref.item(), rel=1e-6)
-        # each rank's gradient on its own slice equals the single-process gradient of that slice
-        torch.testing.assert_close(r["ga"], fa.grad[rank * 4:(rank + 1) * 4])
-        torch.testing.assert_close(r["gt"], ft.grad[rank * 4:(rank + 1) * 4])
+        # each rank's gradient on its own slice is W = 2 times the single-process gradient of that
+        # slice, so that DDP's gradient averaging over ranks gives the single-process gradient
+        torch.testing.assert_close(r["ga"], 2 * fa.grad[rank * 4:(rank + 1) * 4])
+        torch.testing.assert_close(r["gt"], 2 * ft.grad[rank * 4:(rank + 1) * 4])

@@ -43,6 +43,11 @@ def test_buffers_in_state_dict_and_unknown_only_batch_is_noop():
     assert not bank.seen("gender").any()
     with pytest.raises(ValueError, match="out of range"):
         bank.update("gender", torch.randn(1, 4), torch.tensor([5]))
+    with pytest.raises(ValueError, match="out of range"):
+        bank.update("gender", torch.randn(2, 4), torch.tensor([0, -3]))
+    assert not bank.seen("gender").any()                  # a rejected batch changes nothing
+    with pytest.raises(ValueError, match=r"expected emb \(B, 4\)"):
+        bank.update("gender", torch.randn(2, 3), torch.tensor([0, 1]))
     with pytest.raises(RuntimeError, match="no prototype"):
         bank.nearest("gender", torch.randn(2, 4))
 
