@@ -18,9 +18,11 @@ depend on where iteration started and resuming is exact. Under DDP every rank bu
 global batch and takes ``batch[rank::world_size]``: the ranks' parts of one step are disjoint
 (no utterance twice in one step) and their union is the global batch.
 
-The interface mirrors :class:`parastyle.data.samplers.LengthBucketBatchSampler`: ``set_epoch``,
-``state_dict() -> {"epoch", "position"}``, ``load_state_dict``, ``__iter__`` over local batches,
-``__len__``, ``num_batches()``.
+Training configs select it with ``data.sampler.name: class_balanced`` (see
+:func:`parastyle.train.build.build_train_sampler`). The interface mirrors
+:class:`parastyle.data.samplers.LengthBucketBatchSampler`, which is what the trainer uses for exact
+resume: ``set_epoch``, ``state_dict() -> {"epoch", "position"}``, ``load_state_dict``, ``__iter__``
+over local batches, ``__len__``, ``num_batches()`` (global batches per epoch, equal on every rank).
 """
 from __future__ import annotations
 
@@ -32,6 +34,11 @@ import torch
 NO_TAG = "<none>"
 
 
+def tag_counts(tags: Sequence[Sequence[str]]) -> Counter:
+    """``n_m``: number of utterances carrying tag ``m`` (untagged ones under :data:`NO_TAG`)."""
+    return Counter(m for t in tags for m in (sorted(set(t)) or [NO_TAG]))
+
+
 def inverse_frequency_weights(tags: Sequence[Sequence[str]], power: float = 1.0,
                               reduce: str = "mean") -> torch.Tensor:
     """Per-utterance sampling weights ``(N,)`` float64 from the formula in the module docstring."""
@@ -41,7 +48,7 @@ def inverse_frequency_weights(tags: Sequence[Sequence[str]], power: float = 1.0,
     if n == 0:
         raise ValueError("inverse_frequency_weights: no utterance")
     sets = [sorted(set(t)) or [NO_TAG] for t in tags]
-    counts = Counter(m for s in sets for m in s)
+    counts = tag_counts(tags)
     inv = {m: (c / n) ** (-power) for m, c in counts.items()}
     w = [(sum(inv[m] for m in s) / len(s)) if reduce == "mean" else max(inv[m] for m in s) for s in sets]
     return torch.tensor(w, dtype=torch.float64)
@@ -51,7 +58,8 @@ class ClassBalancedBatchSampler:
     """Batches drawn with probability proportional to :func:`inverse_frequency_weights`.
 
     Args:
-        tags: per-utterance tag lists, index = dataset index.
+        tags: per-utterance tag lists, index = dataset index (an empty list counts under
+            :data:`NO_TAG`; the training builder refuses untagged utterances unless configured).
         batch_size: global batch size (split over ranks).
         num_batches: global batches per epoch (default ``N // batch_size``).
         power, reduce: weight formula (module docstring).
@@ -66,6 +74,10 @@ class ClassBalancedBatchSampler:
         n = len(tags)
         if not world_size <= batch_size <= n:
             raise ValueError(f"batch_size must be in [world_size={world_size}, N={n}], got {batch_size}")
+        if num_batches is not None and int(num_batches) < 1:
+            raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+        self.power, self.reduce = float(power), reduce
+        self.tag_counts = tag_counts(tags)
         self.weights = inverse_frequency_weights(tags, power, reduce)
         self.probs = self.weights / self.weights.sum()
         self.batch_size = int(batch_size)

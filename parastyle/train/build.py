@@ -11,11 +11,14 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from parastyle.data.balanced_sampler import NO_TAG, ClassBalancedBatchSampler
 from parastyle.data.collate import collate_batch
+from parastyle.data.datadir import is_factor_file
 from parastyle.data.dataset import StyleDataset
 from parastyle.data.samplers import LengthBucketBatchSampler
 from parastyle.fileio import DataError, read_kv, read_list
 from parastyle.models.task import TaskInfo
+from parastyle.train.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,9 @@ def resolve_factors(config: Dict[str, Any], train_data, lang_dir) -> Dict[str, l
     lang_dir, train_data = Path(lang_dir), Path(train_data)
     names = config["data"].get("factors")
     if names is None:
-        names = sorted(p.stem for p in lang_dir.glob("*.txt") if (train_data / f"utt2{p.stem}").is_file())
+        # tags.txt / utt2tags (and other reserved utt2 files) are not single-label factors
+        names = sorted(p.stem for p in lang_dir.glob("*.txt")
+                       if is_factor_file(f"utt2{p.stem}") and (train_data / f"utt2{p.stem}").is_file())
         if not names:
             raise DataError(f"no factor found: no {lang_dir}/<factor>.txt with a matching {train_data}/utt2<factor>")
     out = {}
@@ -102,17 +107,81 @@ def build_dataset(config: Dict[str, Any], data_dir, factors: Dict[str, list], tr
                         seed=int(config["train"]["seed"]))
 
 
+def build_train_sampler(config: Dict[str, Any], dataset: StyleDataset, rank: int = 0, world_size: int = 1):
+    """The training batch sampler chosen by ``data.sampler.name``.
+
+    ``length_bucket``: :class:`LengthBucketBatchSampler` (shuffled length buckets under
+    ``data.max_frames`` / ``data.batch_size``). ``class_balanced``:
+    :class:`ClassBalancedBatchSampler` over the tags of ``<data_dir>/utt2tags`` (batches of
+    ``data.batch_size`` utterances, weights ``tag frequency^-power``). Both shard global batches
+    over ``world_size`` ranks and keep ``{"epoch", "position"}`` for exact resume.
+    """
+    dc = config["data"]
+    sc = dict(dc.get("sampler") or {})
+    name = sc.get("name", "length_bucket")
+    seed = int(config["train"]["seed"])
+    if name == "length_bucket":
+        return LengthBucketBatchSampler(dataset.lengths(), max_frames=dc.get("max_frames"),
+                                        batch_size=dc.get("batch_size"), shuffle=True, seed=seed, rank=rank,
+                                        world_size=world_size, drop_small=True)
+    if name != "class_balanced":
+        raise ConfigError(f"data.sampler.name must be length_bucket or class_balanced, got {name!r}")
+    return _class_balanced_sampler(dc, sc, dataset, seed, rank, world_size)
+
+
+def _class_balanced_sampler(dc: Dict[str, Any], sc: Dict[str, Any], dataset: StyleDataset, seed: int,
+                            rank: int, world_size: int) -> ClassBalancedBatchSampler:
+    d = dataset.data_dir
+    if dc.get("max_frames") is not None:
+        raise ConfigError(f"data.sampler.name is class_balanced, which applies no frame budget (each batch holds "
+                          f"data.batch_size utterances), but data.max_frames is {dc['max_frames']}: set "
+                          f"data.max_frames: null (bound utterance length with data.max_frames_per_utt)")
+    batch_size = dc.get("batch_size")
+    if batch_size is None:
+        raise ConfigError("data.sampler.name is class_balanced: set data.batch_size (utterances per global batch)")
+    if dataset.tags is None:
+        raise DataError(f"{d}/utt2tags: file not found; data.sampler.name class_balanced samples by inverse tag "
+                        f"frequency and needs the tags of every training utterance")
+    tags = [dataset.tags.get(u, []) for u in dataset.utts]
+    untagged = [u for u, t in zip(dataset.utts, tags) if not t]
+    if untagged:
+        if sc.get("untagged", "error") == "error":
+            raise DataError(f"{d}/utt2tags: {len(untagged)} of {len(tags)} utterance(s) of {d}/utt2spk have no tags, "
+                            f"e.g. {untagged[:5]}; data.sampler.name class_balanced needs tags for every "
+                            f"utterance (add them, remove these utterances, or set data.sampler.untagged: "
+                            f"own_class to sample them as one pseudo-tag class {NO_TAG})")
+        logger.warning("%s: %d of %d utterance(s) without tags are sampled as the pseudo-tag class %s "
+                       "(data.sampler.untagged: own_class), e.g. %s", d, len(untagged), len(tags), NO_TAG,
+                       untagged[:3])
+    try:
+        sampler = ClassBalancedBatchSampler(tags, batch_size=int(batch_size), num_batches=sc.get("num_batches"),
+                                            power=float(sc.get("power", 1.0)), reduce=sc.get("reduce", "mean"),
+                                            seed=seed, rank=rank, world_size=world_size)
+    except ValueError as e:
+        raise DataError(f"{d}: cannot build the class-balanced sampler over {len(tags)} utterance(s) with "
+                        f"data.batch_size={batch_size} and {world_size} process(es): {e}") from None
+    counts = sampler.tag_counts
+    rare = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    logger.info("%s: class-balanced sampler: %d utterances, %d tags (rarest %s, most common %s), power %g, "
+                "reduce %s, %d batches of %d per epoch", d, len(tags), len(counts), rare[:3], rare[-3:][::-1],
+                sampler.power, sampler.reduce, sampler.num_batches(), sampler.batch_size)
+    return sampler
+
+
 def build_dataloader(config: Dict[str, Any], data_dir, lang_dir=None, train: bool = False,
                      task: Optional[TaskInfo] = None, rank: int = 0, world_size: int = 1,
                      num_workers: Optional[int] = None) -> torch.utils.data.DataLoader:
     """DataLoader over ``data_dir`` with the exp's data settings.
 
     Factors come from ``task.factors`` when given, else from ``lang_dir`` (``data.factors``).
-    Training: shuffled length buckets under ``data.max_frames`` / ``data.batch_size``, sharded
-    over ``world_size`` ranks, crop to ``data.max_frames_per_utt``. Evaluation: length order,
-    budget ``data.valid_max_frames`` (default ``data.max_frames``), every utterance once.
-    ``loader.batch_sampler`` is a :class:`LengthBucketBatchSampler`, ``loader.dataset`` a
-    :class:`StyleDataset`; batches are the dicts of :mod:`parastyle.data.collate`.
+    Training: the sampler of ``data.sampler.name`` (:func:`build_train_sampler`: shuffled length
+    buckets under ``data.max_frames`` / ``data.batch_size``, or class-balanced batches by inverse
+    tag frequency), sharded over ``world_size`` ranks, crop to ``data.max_frames_per_utt``.
+    Evaluation: length order, budget ``data.valid_max_frames`` (default ``data.max_frames``),
+    every utterance once, whatever ``data.sampler`` says.
+    ``loader.batch_sampler`` is a :class:`LengthBucketBatchSampler` or (training)
+    :class:`ClassBalancedBatchSampler`, ``loader.dataset`` a :class:`StyleDataset`; batches are
+    the dicts of :mod:`parastyle.data.collate`.
     """
     dc = config["data"]
     if task is not None:
@@ -122,10 +191,13 @@ def build_dataloader(config: Dict[str, Any], data_dir, lang_dir=None, train: boo
     else:
         raise ValueError("build_dataloader needs task or lang_dir")
     dataset = build_dataset(config, data_dir, factors, train)
-    max_frames = dc.get("max_frames") if train else (dc.get("valid_max_frames") or dc.get("max_frames"))
-    sampler = LengthBucketBatchSampler(dataset.lengths(), max_frames=max_frames, batch_size=dc.get("batch_size"),
-                                       shuffle=train, seed=int(config["train"]["seed"]), rank=rank,
-                                       world_size=world_size, drop_small=train)
+    if train:
+        sampler = build_train_sampler(config, dataset, rank=rank, world_size=world_size)
+    else:
+        max_frames = dc.get("valid_max_frames") or dc.get("max_frames")
+        sampler = LengthBucketBatchSampler(dataset.lengths(), max_frames=max_frames, batch_size=dc.get("batch_size"),
+                                           shuffle=False, seed=int(config["train"]["seed"]), rank=rank,
+                                           world_size=world_size, drop_small=False)
     workers = int(dc.get("num_workers", 0) if num_workers is None else num_workers)
     # A private generator: creating an iterator must not consume the global torch RNG (exact resume).
     gen = torch.Generator()

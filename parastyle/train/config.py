@@ -32,6 +32,19 @@ DEFAULTS: Dict[str, Any] = {
         "max_frames_per_utt": None,    # random crop of training utterances, null = no crop
         "num_workers": 0,
         "valid_max_frames": None,      # frame budget for validation/scoring, null = same as max_frames
+        # Training batch sampler (evaluation always batches in length order, every utterance once).
+        "sampler": {
+            "name": "length_bucket",   # length_bucket | class_balanced
+            # class_balanced (parastyle.data.balanced_sampler, ParaSpeechCLAP): each global batch holds
+            # data.batch_size distinct utterances drawn with probability ~ tag frequency^-power, from
+            # <train_data>/utt2tags. It applies no frame budget: data.max_frames must be null (bound
+            # utterance length with data.max_frames_per_utt).
+            "power": 1.0,              # 1 = inverse tag frequency, 0 = uniform
+            "reduce": "mean",          # mean | max of the tag weights of a multi-tag utterance
+            "num_batches": None,       # global batches per epoch, null = N_utterances // data.batch_size
+            "untagged": "error",       # error | own_class: utterances without tags form one pseudo-tag
+                                       # class <none> (their number is logged)
+        },
     },
     "optim": {"name": "adam", "lr": 1.0e-3, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1.0e-8},
     "scheduler": {"name": "constant", "warmup_steps": 0, "min_lr_ratio": 0.0},
@@ -160,6 +173,27 @@ def validate_config(conf: Mapping) -> None:
         raise ConfigError("set train.max_steps or train.max_epochs")
     if int(conf["train"]["accum_grad"]) < 1:
         raise ConfigError("train.accum_grad must be >= 1")
+    _validate_sampler(conf["data"].get("sampler") or {})
+
+
+SAMPLERS = ("length_bucket", "class_balanced")
+
+
+def _validate_sampler(sc: Mapping) -> None:
+    """Enum and range checks of ``data.sampler`` (key names are checked against :data:`DEFAULTS`)."""
+    name = sc.get("name", "length_bucket")
+    if name not in SAMPLERS:
+        raise ConfigError(f"data.sampler.name must be one of {list(SAMPLERS)}, got {name!r}")
+    if sc.get("reduce", "mean") not in ("mean", "max"):
+        raise ConfigError(f"data.sampler.reduce must be mean or max, got {sc.get('reduce')!r}")
+    if sc.get("untagged", "error") not in ("error", "own_class"):
+        raise ConfigError(f"data.sampler.untagged must be error or own_class, got {sc.get('untagged')!r}")
+    power = sc.get("power", 1.0)
+    if isinstance(power, bool) or not isinstance(power, (int, float)) or power < 0:
+        raise ConfigError(f"data.sampler.power must be a number >= 0, got {power!r}")
+    nb = sc.get("num_batches")
+    if nb is not None and (isinstance(nb, bool) or not isinstance(nb, int) or nb < 1):
+        raise ConfigError(f"data.sampler.num_batches must be null or an integer >= 1, got {nb!r}")
 
 
 def load_config(path: Optional[str] = None, overrides: Sequence = ()) -> Dict[str, Any]:

@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 import torch
 
-from parastyle.data.balanced_sampler import ClassBalancedBatchSampler, inverse_frequency_weights
+from parastyle.data.balanced_sampler import NO_TAG, ClassBalancedBatchSampler, inverse_frequency_weights, tag_counts
 
 
 def corpus():
@@ -77,3 +77,17 @@ def test_ddp_shards_disjoint_and_cover_global_batch():
         assert sorted(b0 + b1) == sorted(g) and len(set(g)) == 8
     with pytest.raises(ValueError):
         ClassBalancedBatchSampler(tags, batch_size=1, world_size=2)
+
+
+def test_tag_counts_and_arguments():
+    tags = [["a", "a"], ["a", "b"], []]
+    assert tag_counts(tags) == Counter({"a": 2, "b": 1, NO_TAG: 1})     # a tag counts once per utterance
+    s = ClassBalancedBatchSampler(tags, batch_size=2, power=0.5, reduce="max")
+    assert s.tag_counts == tag_counts(tags) and (s.power, s.reduce) == (0.5, "max")
+    assert s.num_batches() == 1 and len(s) == 1                          # N // batch_size
+    with pytest.raises(ValueError, match="num_batches"):
+        ClassBalancedBatchSampler(tags, batch_size=2, num_batches=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        ClassBalancedBatchSampler(tags, batch_size=4)
+    with pytest.raises(ValueError, match="reduce"):
+        ClassBalancedBatchSampler(tags, batch_size=2, reduce="sum")

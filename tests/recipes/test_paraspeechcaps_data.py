@@ -11,10 +11,13 @@ pa = pytest.importorskip("pyarrow")
 import pyarrow.parquet as pq  # noqa: E402
 import soundfile as sf  # noqa: E402
 
+from parastyle.data.datadir import validate_data_dir  # noqa: E402
+from parastyle.data.dataset import _tags_from_value  # noqa: E402
 from parastyle.fileio import read_kv, read_list  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "paraspeechcaps" / "clap1"
 SCRIPT = RECIPE / "local" / "prepare_paraspeechcaps.py"
+PARAPHRASES = RECIPE / "local" / "make_tag_paraphrases.py"
 
 
 def write_parquet(path: Path, rows):
@@ -41,7 +44,7 @@ def fabricate(tmp: Path):
     psc = tmp / "psc"
     intr_rows = [row("expresso", "ex01/default/ex01_default_001.wav", ["A deep, husky voice."], ["deep", "husky"], []),
                  row("ears", "p001/emo_amazement_freeform.wav", ["Shrill and fast.", "A high voice."],
-                     ["shrill"], [], 2.5),
+                     ["shrill", " fast \t talking "], [], 2.5),
                  row("voxceleb", "id10001/1zcIwhmdeo4/00001.wav", ["A nasal speaker."], ["nasal"], [])]
     sit_rows = [row("expresso", "ex02/whisper/ex02_whisper_007.wav", ["Someone whispers."], [], ["whispered"]),
                 row("emilia", "EN/EN_B00000/EN_B00000_S00000_W000000.wav", ["Sarcastic tone."], ["deep"],
@@ -81,7 +84,10 @@ def test_prepare_all_variants(tmp_path):
     assert set(wav) == {uid, "ears-p001-emo_amazement_freeform", "voxceleb-id10001-1zcIwhmdeo4-00001"}
     assert wav[uid] == str((audio / "expresso/ex01/default/ex01_default_001.wav").resolve())
     assert read_kv(ti / "utt2caption")["ears-p001-emo_amazement_freeform"] == "Shrill and fast."
-    assert read_kv(ti / "utt2tags")[uid] == "deep,husky"
+    # utt2tags: space-separated tags; a tag with whitespace is one token with "_"
+    tags = read_kv(ti / "utt2tags")
+    assert tags[uid] == "deep husky"
+    assert _tags_from_value(tags["ears-p001-emo_amazement_freeform"]) == ["shrill", "fast_talking"]
     assert read_kv(ti / "utt2dur")["ears-p001-emo_amazement_freeform"] == "2.500"
     assert read_kv(ti / "utt2spk")[uid] == uid
     assert read_kv(ti / "spk2utt")[uid] == uid
@@ -91,18 +97,33 @@ def test_prepare_all_variants(tmp_path):
     # combined: union, situational repeated round(3/2) = 2 times, both tag families
     comb = read_kv(out / "train_combined" / "utt2tags")
     assert len(read_kv(out / "train_combined" / "wav.scp")) == 3 + 2 * 2
-    assert comb["emilia-EN-EN_B00000-EN_B00000_S00000_W000000-rep1"] == "deep,sarcastic"
-    assert comb["emilia-EN-EN_B00000-EN_B00000_S00000_W000000"] == "deep,sarcastic"
+    assert comb["emilia-EN-EN_B00000-EN_B00000_S00000_W000000-rep1"] == "deep sarcastic"
+    assert comb["emilia-EN-EN_B00000-EN_B00000_S00000_W000000"] == "deep sarcastic"
     # evaluation: retrieval split and classification split with its factor and vocabulary
     ret = read_kv(out / "eval_intrinsic_test" / "utt2caption")
     assert list(ret.values()) == ["A calm deep voice."] * 2
     cls = read_kv(out / "eval_intrinsic_classification_pitch" / "utt2pitch")
     assert cls == {"ears-p004-a": "shrill", "ears-p005-b": "deep", "ears-p006-c": "nasal"}
-    assert read_kv(out / "eval_intrinsic_classification_pitch" / "utt2tags")["ears-p004-a"] == "shrill,fast_talking"
+    assert read_kv(out / "eval_intrinsic_classification_pitch" / "utt2tags")["ears-p004-a"] == "shrill fast_talking"
     assert read_list(out / "lang" / "pitch.txt") == ["shrill", "nasal", "deep"]
-    assert read_list(out / "lang" / "intrinsic_tags.txt") == ["deep", "husky", "nasal", "shrill"]
-    assert "sarcastic" in read_list(out / "lang" / "tags.txt")
+    assert read_list(out / "lang" / "intrinsic_tags.txt") == ["deep", "fast_talking", "husky", "nasal", "shrill"]
+    assert read_list(out / "lang" / "situational_tags.txt") == ["sarcastic", "whispered"]
+    assert read_list(out / "lang" / "tags.txt") == ["deep", "fast_talking", "husky", "nasal", "sarcastic", "shrill",
+                                                    "whispered"]
     assert not list(out.glob("*.tmp"))
+    # every produced dir is valid against the vocabularies: each tag of utt2tags is in lang/tags.txt,
+    # each utt2pitch label in lang/pitch.txt
+    dirs = sorted(p for p in out.iterdir() if p.is_dir() and p.name != "lang")
+    assert [p.name for p in dirs] == ["eval_intrinsic_classification_pitch", "eval_intrinsic_test", "train_combined",
+                                      "train_intrinsic", "train_situational"]
+    for d in dirs:
+        assert validate_data_dir(d, no_feats=True, no_text=True, lang_dir=out / "lang") == [], d
+    # the lang check catches tags outside the vocabulary, e.g. the former comma-joined format
+    (ti / "utt2tags").write_text((ti / "utt2tags").read_text().replace("deep husky", "deep,husky"))
+    problems = validate_data_dir(ti, no_feats=True, no_text=True, lang_dir=out / "lang")
+    assert len(problems) == 1 and "'deep,husky'" in problems[0]
+    assert "utt2tags:2: utterance 'expresso-ex01-default-ex01_default_001'" in problems[0]
+    assert "tags.txt" in problems[0]
 
 
 def test_all_captions_and_validator(tmp_path):
@@ -113,8 +134,7 @@ def test_all_captions_and_validator(tmp_path):
     assert r.returncode == 0, r.stderr
     caps = read_kv(out / "train_intrinsic" / "utt2caption")
     assert caps["ears-p001-emo_amazement_freeform-c1"] == "A high voice."
-    from parastyle.data.datadir import validate_data_dir
-    assert validate_data_dir(out / "train_intrinsic", no_feats=True, no_text=True) == []
+    assert validate_data_dir(out / "train_intrinsic", no_feats=True, no_text=True, lang_dir=out / "lang") == []
 
 
 def test_errors_name_the_problem(tmp_path):
@@ -147,3 +167,40 @@ def test_data_sh_prints_instructions_without_data(tmp_path):
                        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 1
     assert "ajd12342/paraspeechclap-eval-intrinsic" in r.stderr and "psc_root" in r.stderr
+
+
+def test_tag_paraphrases_use_the_vocabulary_names(tmp_path):
+    audio, psc = fabricate(tmp_path)
+    out = tmp_path / "data"
+    r = run(["--audio_root", audio, "--out", out, "--intrinsic_train", psc / "paraspeechcaps-intrinsic-train"])
+    assert r.returncode == 0, r.stderr
+    vocab = out / "lang" / "intrinsic_tags.txt"
+    tags = read_list(vocab)
+    assert "fast_talking" in tags
+    gen = tmp_path / "gen.json"
+    r = subprocess.run([sys.executable, str(PARAPHRASES), str(vocab), str(gen)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(gen.read_text())
+    assert list(data) == tags and all(len(v) == 6 for v in data.values())
+    assert data["fast_talking"][0] == "A person is speaking in a fast talking style."
+    # a hand-written file: keys normalised like utt2tags, extra keys named, missing tags an error
+    hand = {t: [f"{t} one", f"{t} two"] for t in tags if t != "fast_talking"}
+    hand["fast  talking"] = ["Fast talking."]
+    hand["whispered"] = ["Whispering."]
+    src = tmp_path / "hand.json"
+    src.write_text(json.dumps(hand))
+    r = subprocess.run([sys.executable, str(PARAPHRASES), "--from", str(src), str(vocab), str(gen)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(gen.read_text())
+    assert list(data) == tags and data["fast_talking"] == ["Fast talking."]
+    assert "1 key(s) not in the tag vocabulary" in r.stderr and "whispered" in r.stderr
+    # every tag of utt2tags has paraphrases (the clap model's tag loss refuses unknown tags)
+    from parastyle.losses.tagging import TagParaphrases
+    utt_tags = [_tags_from_value(v) for v in read_kv(out / "train_intrinsic" / "utt2tags").values()]
+    assert TagParaphrases.from_json(gen).multi_hot(utt_tags).sum().item() == sum(len(t) for t in utt_tags)
+    del hand["deep"]
+    src.write_text(json.dumps(hand))
+    r = subprocess.run([sys.executable, str(PARAPHRASES), "--from", str(src), str(vocab), str(gen)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "no paraphrases for 1 tag(s)" in r.stderr and "'deep'" in r.stderr

@@ -11,7 +11,7 @@ audio_root=${PSC_AUDIO_ROOT:-}   # <audio_root>/<source>/<relative_audio_path>
 ngpu=4
 train_args=""
 
-. utils/parse_options.sh
+passthrough=true . utils/parse_options.sh   # options run.sh does not define go on to the stage script
 
 common=(--split false --feats false --train_set "train_${variant}" --valid_set ""
         --train_config "conf/train_clap_${variant}.yaml" --ngpu "${ngpu}" --train_args "${train_args}")

@@ -49,9 +49,13 @@ done
 python local/prepare_paraspeechcaps.py --audio_root "${audio_root}" --out data \
     --class_labels conf/classification_labels.json "${args[@]}" ${prep_args}
 
+# Tag names are single tokens everywhere (utt2tags, data/lang/*tags.txt, tag_paraphrases.json keys):
+# whitespace inside a tag -> "_" (prepare_paraspeechcaps.norm_tag); a hand-written
+# conf/tag_paraphrases.json gets the same normalisation and is checked against the vocabulary.
 if [ -f data/lang/intrinsic_tags.txt ]; then
     if [ -f conf/tag_paraphrases.json ]; then
-        cp conf/tag_paraphrases.json data/lang/tag_paraphrases.json
+        python local/make_tag_paraphrases.py --from conf/tag_paraphrases.json \
+            data/lang/intrinsic_tags.txt data/lang/tag_paraphrases.json
     else
         python local/make_tag_paraphrases.py data/lang/intrinsic_tags.txt data/lang/tag_paraphrases.json
     fi

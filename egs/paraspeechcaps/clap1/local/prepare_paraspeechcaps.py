@@ -30,7 +30,11 @@ Output (``--out``):
 Per utterance: ``wav.scp``, ``utt2spk`` (the ``speaker_id``/``speakerid`` column when present,
 else the utterance itself), ``spk2utt``, ``utt2caption`` (the first caption of
 ``text_description``; ``--all_captions`` makes one utterance per caption, ids suffixed ``-c<k>``),
-``utt2tags`` (comma-separated), ``utt2dur``. Tags and labels have spaces replaced by ``_``.
+``utt2tags`` (the toolkit's format: space-separated tags, see parastyle/data/datadir.py), ``utt2dur``.
+Tag names: every tag and label is made one token by :func:`norm_tag` (runs of whitespace -> one
+``_``, e.g. ``fast talking`` -> ``fast_talking``); the same names are written to ``lang/*tags.txt``,
+``lang/<attribute>.txt`` and the keys of ``lang/tag_paraphrases.json`` (local/make_tag_paraphrases.py
+applies the same function to a hand-written ``conf/tag_paraphrases.json``), so they all match.
 Utterance id: ``<source>-<relative path without extension, '/' -> '-'>``.
 
 Rows whose audio file is missing raise an error listing them; with ``--skip_missing`` they are
@@ -58,8 +62,8 @@ SPLIT_RE = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}\.parquet$")
 
 
 def norm_tag(t: str) -> str:
-    t = " ".join(str(t).split())
-    return t.replace(" ", "_")
+    """A tag or label as one token: surrounding whitespace dropped, inner runs of whitespace -> ``_``."""
+    return "_".join(str(t).split())
 
 
 def utt_id(source: str, rel: str) -> str:
@@ -179,9 +183,13 @@ def write_data_dir(out: Path, utts: List[Utt], factor: Optional[Tuple[str, Dict[
     write_kv(tmp / "spk2utt", {s: " ".join(v) for s, v in spk2utt.items()})
     write_kv(tmp / "utt2caption", {k: u.caption for k, (u, _) in by_utt.items()})
     write_kv(tmp / "utt2dur", {k: f"{u.dur:.3f}" for k, (u, _) in by_utt.items()})
-    tagged = {k: ",".join(u.tags) for k, (u, _) in by_utt.items() if u.tags}
+    # utt2tags: space-separated tags (each already one token, see norm_tag); untagged clips have no line
+    tagged = {k: " ".join(u.tags) for k, (u, _) in by_utt.items() if u.tags}
     if tagged:
         write_kv(tmp / "utt2tags", tagged)
+    if len(tagged) < len(by_utt):
+        logger.info("%s: %d of %d utterance(s) have no tag (no utt2tags line)", out, len(by_utt) - len(tagged),
+                    len(by_utt))
     if factor is not None:
         name, labels = factor
         write_kv(tmp / f"utt2{name}", {k: labels[u.uid] for k, (u, _) in by_utt.items() if u.uid in labels})
