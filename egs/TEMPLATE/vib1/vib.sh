@@ -5,7 +5,9 @@
 #
 #   0 data preparation        local/data.sh -> data/all + ${lang_dir} (or the sets directly)
 #   1 split                   speaker-independent train/dev/test; closed-set spk_train/spk_dev/spk_test
-#   2 features                feats.scp of every set (skipped when feats_conf is empty: on-the-fly / raw)
+#   2 features                feats.scp of every set: SSL layers when ssl_dump is set (configs with
+#                             frontend {type: dumped}), else feats_conf features; skipped when both are
+#                             empty (on-the-fly / raw)
 #   3 CMVN, tokens, checks    global CMVN, ${lang_dir}/tokens.txt from the stage-1 training text
 #   4 stage-1 training        textual VIB (CTC + beta KL) -> exp/${stage1_tag}
 #   5 stage-1 scoring         CER / WER
@@ -32,6 +34,13 @@ spk_prefix=spk              # closed-set sets: ${spk_prefix}_train, ${spk_prefix
 lang_dir=data/lang
 feats_conf=conf/feats.yaml  # empty: no stage-2 feature extraction (configs use data.frontend)
 dumpdir=dump
+ssl_dump=""                 # SSL model (torchaudio state-dict file, save_ssl_model file or HF checkpoint dir): stage 2
+                            # dumps its layers of every set to data/<set>/feats.scp instead of feats_conf
+                            # features, for configs with model.frontend {type: dumped, num_layers: L}, data.feats true
+ssl_dump_arch=""            # torchaudio bundle name when ssl_dump is a bare state-dict file, e.g. HUBERT_LARGE
+ssl_dump_layers=all         # 1-based transformer layers to dump: all | 6,12,18 | 1-12 (L = their number)
+ssl_dump_device=auto        # auto | cpu | cuda
+ssl_dump_args=""            # extra arguments of parastyle.bin.dump_ssl_layers (e.g. --compress)
 token_type=char             # char | bpe
 bpe_vocab_size=500
 stage1_config=conf/train_stage1.yaml
@@ -60,6 +69,10 @@ for s in ${stage1_train_set} ${stage1_valid_set}; do
     case " ${all_sets} " in *" ${s} "*) ;; *) all_sets="${all_sets} ${s}";; esac
 done
 first_test=${test_sets%% *}
+if [ -n "${ssl_dump}" ] && [ -n "${feats_conf}" ]; then
+    log "ssl_dump is set: the features are the dumped SSL layers, feats_conf ${feats_conf} is not used"
+    feats_conf=""
+fi
 s1_exp=${stage1_exp:-exp/${stage1_tag}}
 
 # sets of a stage-2 target: speaker id is closed-set, every other factor speaker-independent
@@ -99,14 +112,22 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
-    if [ -n "${feats_conf}" ]; then
+    if [ -n "${ssl_dump}" ]; then
+        log "stage 2: SSL layers (${ssl_dump_layers}) of ${ssl_dump} dumped for: ${all_sets}"
+        for s in ${all_sets}; do
+            # shellcheck disable=SC2086
+            python -m parastyle.bin.dump_ssl_layers --data "data/${s}" --ssl_path "${ssl_dump}" \
+                ${ssl_dump_arch:+--arch "${ssl_dump_arch}"} --dump "${dumpdir}/ssl/${s}" \
+                --layers "${ssl_dump_layers}" --device "${ssl_dump_device}" ${ssl_dump_args}
+        done
+    elif [ -n "${feats_conf}" ]; then
         log "stage 2: feature extraction (${feats_conf}) for: ${all_sets}"
         for s in ${all_sets}; do
             python -m parastyle.bin.extract_feats --data "data/${s}" --conf "${feats_conf}" \
                 --dump "${dumpdir}/${s}" --nj "${nj}"
         done
     else
-        log "stage 2: no feats_conf: features are computed on the fly (data.frontend of the configs)"
+        log "stage 2: no feats_conf or ssl_dump: features are computed on the fly (data.frontend of the configs)"
     fi
 fi
 
@@ -121,7 +142,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         python -m parastyle.bin.make_tokens --text "data/${stage1_train_set}/text" --lang_dir "${lang_dir}" \
             --token_type "${token_type}" --vocab_size "${bpe_vocab_size}"
     fi
-    no_feats=$([ -z "${feats_conf}" ] && echo --no-feats || true)
+    no_feats=$([ -z "${feats_conf}" ] && [ -z "${ssl_dump}" ] && echo --no-feats || true)
     for s in ${all_sets}; do
         # shellcheck disable=SC2086
         python -m parastyle.bin.validate_data_dir ${no_feats} --lang_dir "${lang_dir}" "data/${s}"
