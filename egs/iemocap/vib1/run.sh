@@ -20,7 +20,7 @@ stage2_targets="emotion speaker"
 
 . ./path.sh
 if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
-. utils/parse_options.sh
+passthrough=true . utils/parse_options.sh   # options run.sh does not define go on to the stage script
 
 stage1_args=""
 [ -n "${ssl_path}" ] && stage1_args="--model.frontend.path ${ssl_path} ${ssl_arch:+--model.frontend.arch ${ssl_arch}}"

@@ -16,7 +16,7 @@ token_type=char
 
 . ./path.sh
 if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
-. utils/parse_options.sh
+passthrough=true . utils/parse_options.sh   # options run.sh does not define go on to the stage script
 
 ssl_args=""
 if grep -q "type: ssl" "${stage1_config}"; then

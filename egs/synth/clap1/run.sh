@@ -12,7 +12,7 @@ seed=0
 train_config=conf/train_clap.yaml
 train_args=""
 
-. utils/parse_options.sh
+passthrough=true . utils/parse_options.sh   # options run.sh does not define go on to the stage script
 
 ./clap.sh \
     --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" \

@@ -15,7 +15,7 @@ methods="ce clap_objective parameta_nometa parameta"   # conf/train_<method>.yam
 
 . ./path.sh
 if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
-. utils/parse_options.sh
+passthrough=true . utils/parse_options.sh   # options run.sh does not define go on to the stage script
 
 ./style.sh \
     --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" --seed "${seed}" \

@@ -21,7 +21,7 @@ stage2_args=""
 
 . ./path.sh
 if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
-. utils/parse_options.sh
+passthrough=true . utils/parse_options.sh   # options run.sh does not define go on to the stage script
 
 ./vib.sh \
     --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" --seed "${seed}" \
