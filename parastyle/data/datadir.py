@@ -52,9 +52,30 @@ RECO_FILES = ("wav.scp", "reco2dur", "reco2file_and_channel")
 #: Speaker-keyed files other than spk2utt (which is always regenerated from utt2spk).
 SPK_FILES = ("spk2gender", "cmvn.scp")
 #: Plain files copied unchanged when a data directory is subset, fixed or split.
-COPIED_FILES = ("feats_conf.yaml",)
+COPIED_FILES = ("feats_conf.yaml", "frame_shift")
 
 _FACTOR_FILE = re.compile(r"^utt2([A-Za-z0-9_]+)$")
+
+
+def write_frame_shift(data_dir: PathLike, seconds: float) -> None:
+    """Write Kaldi's ``<data_dir>/frame_shift`` (the features' frame shift in seconds), atomically."""
+    with atomic_write(Path(data_dir) / "frame_shift") as f:
+        f.write(f"{float(seconds):.10g}\n")
+
+
+def read_frame_shift(data_dir: PathLike) -> Optional[float]:
+    """The frame shift in seconds from ``<data_dir>/frame_shift``, or None when the file is absent."""
+    p = Path(data_dir) / "frame_shift"
+    if not p.is_file():
+        return None
+    text = p.read_text(encoding="utf-8").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise DataError(f"{p}: expected one positive number (seconds), got {text!r}")
+    return value
 
 
 def is_factor_file(name: str) -> bool:

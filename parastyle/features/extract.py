@@ -2,7 +2,7 @@
 
 For ``nj`` jobs the utterances (C-sorted) are cut into ``nj`` contiguous blocks; job ``j`` writes
 ``<dump>/feats.<j>.ark`` and reports progress. Only when every job has succeeded are the data
-dir's ``utt2num_frames``, ``feats_conf.yaml`` and, last, ``feats.scp`` written (each through a
+dir's ``utt2num_frames``, ``feats_conf.yaml``, ``frame_shift`` and, last, ``feats.scp`` written (each through a
 temporary file and a rename). Any existing ``feats.scp`` is removed before the archives are
 rewritten, so a ``feats.scp`` never points at a partial archive: a failed or killed run leaves
 no ``feats.scp`` at all, and the failing utterance is named in the error.
@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from parastyle.data.datadir import write_frame_shift
 from parastyle.fileio import DataError, atomic_write, c_sort_key, iter_kv, read_kv, write_kv
 
 PathLike = Union[str, os.PathLike]
@@ -114,11 +115,12 @@ def extract_feats(data_dir: PathLike, frontend_conf: Dict[str, Any], dump_dir: P
     from tqdm import tqdm
     from parastyle.features.frontend import build_frontend
     d = Path(data_dir)
-    frontend_conf = build_frontend(frontend_conf).to_config()     # validated, all defaults explicit
+    frontend = build_frontend(frontend_conf)
+    frontend_conf = frontend.to_config()                            # validated, all defaults explicit
     items = work_items(d)
     if not items:
         raise DataError(f"{d}/utt2spk: no utterances")
-    for name in ("feats.scp", "utt2num_frames", "feats_conf.yaml"):
+    for name in ("feats.scp", "utt2num_frames", "feats_conf.yaml", "frame_shift"):
         (d / name).unlink(missing_ok=True)
     dump = Path(dump_dir).resolve()
     dump.mkdir(parents=True, exist_ok=True)
@@ -185,6 +187,7 @@ def extract_feats(data_dir: PathLike, frontend_conf: Dict[str, Any], dump_dir: P
     import yaml
     with atomic_write(d / "feats_conf.yaml") as f:
         yaml.safe_dump(frontend_conf, f, sort_keys=False)
+    write_frame_shift(d, frontend.frame_shift_s)
     write_kv(d / "feats.scp", scp)                                    # last: marks the extraction complete
     seconds = time.time() - start
     return {"num_utts": len(items), "num_frames": int(sum(frames.values())), "seconds": seconds,

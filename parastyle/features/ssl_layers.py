@@ -15,6 +15,7 @@ Outputs:
 * ``<dump>/ssl_layers.yaml``   what was dumped: SSL path / arch, layers, D, sample rate, frame
                                shift, and the matching VIB front-end config;
 * ``<data>/utt2num_frames``    frames per utterance;
+* ``<data>/frame_shift``       the SSL frame shift in seconds (Kaldi's file; training reads it);
 * ``<data>/feats.scp``         written last (temporary file + rename): marks the dump complete.
 
 Before anything is written the data dir's ``feats.scp``, ``utt2num_frames``, ``feats_conf.yaml``
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from parastyle.data.datadir import write_frame_shift
 from parastyle.features.extract import extract_one, work_items
 from parastyle.fileio import DataError, atomic_write, read_kv, write_kv
 
@@ -43,7 +45,7 @@ PathLike = Union[str, os.PathLike]
 ARK_NAME = "ssl_layers.ark"
 META_NAME = "ssl_layers.yaml"
 #: data-dir files derived from the features that a dump replaces (removed before it starts)
-STALE_FILES = ("feats.scp", "utt2num_frames", "feats_conf.yaml", "cmvn.ark")
+STALE_FILES = ("feats.scp", "utt2num_frames", "feats_conf.yaml", "frame_shift", "cmvn.ark")
 
 
 def parse_layers(spec: Union[None, str, Sequence[int]], num_layers: int) -> List[int]:
@@ -198,6 +200,7 @@ def dump_ssl_layers(data_dir: PathLike, ssl_path: PathLike, dump_dir: PathLike, 
     with atomic_write(dump / META_NAME) as f:
         yaml.safe_dump(meta, f, sort_keys=False)
     write_kv(d / "utt2num_frames", {u: str(n) for u, n in frames.items()})
+    write_frame_shift(d, dumper.frame_shift_s)
     write_kv(d / "feats.scp", scp)                                    # last: marks the dump complete
     seconds = time.time() - start
     return {"num_utts": len(items), "num_frames": int(sum(frames.values())), "seconds": seconds,

@@ -14,6 +14,7 @@ import torch
 from parastyle.data.balanced_sampler import NO_TAG, ClassBalancedBatchSampler
 from parastyle.data.collate import collate_batch
 from parastyle.data.datadir import is_factor_file
+from parastyle.data.datadir import read_frame_shift
 from parastyle.data.dataset import StyleDataset
 from parastyle.data.samplers import LengthBucketBatchSampler
 from parastyle.fileio import DataError, read_kv, read_list
@@ -37,10 +38,7 @@ def _feats_conf_frontend(data_dir: Path):
     if not p.is_file():
         return None
     import yaml
-    try:
-        from parastyle.features.frontend import build_frontend
-    except ImportError:
-        return None
+    from parastyle.features.frontend import build_frontend
     with open(p, encoding="utf-8") as f:
         return build_frontend(yaml.safe_load(f))
 
@@ -86,6 +84,8 @@ def build_task_info(config: Dict[str, Any], train_data, lang_dir) -> TaskInfo:
     kwargs: Dict[str, Any] = {}
     if frontend is not None:
         kwargs = {"sample_rate": int(frontend.sample_rate), "frame_shift_s": float(frontend.frame_shift_s)}
+    elif config["data"]["feats"] and read_frame_shift(train_data) is not None:
+        kwargs = {"frame_shift_s": read_frame_shift(train_data)}      # e.g. dumped SSL layers
     tags = read_list(lang_dir / "tags.txt") if (lang_dir / "tags.txt").is_file() else None
     speakers = sorted(set(read_kv(train_data / "utt2spk").values()))
     return TaskInfo(feat_dim=feat_dim, factors=factors, tags=tags, speakers=speakers, **kwargs)

@@ -115,3 +115,19 @@ def test_on_the_fly_dataset_matches_dumped_features(tmp_path, make_data_dir_fixt
     for i in range(len(dumped)):
         assert torch.allclose(dumped[i]["feats"], fly[i]["feats"])
         assert abs(fly.num_frames[i] - dumped.num_frames[i]) <= 3      # estimate from utt2dur / frame shift
+
+
+def test_frame_shift_file_reaches_task_info(tmp_path, make_data_dir_fixture):
+    from parastyle.data.datadir import read_frame_shift
+    from parastyle.train.build import build_task_info
+    from parastyle.train.config import load_config
+    d = make_data_dir_fixture("data", num_spk=2, utts_per_spk=2, lang_dir=tmp_path / "lang")
+    extract_feats(d, FBANK, tmp_path / "dump", nj=1, progress=False)
+    assert read_frame_shift(d) == pytest.approx(0.01)
+    (d / "feats_conf.yaml").unlink()                 # e.g. dumped SSL layers: only frame_shift is known
+    (d / "frame_shift").write_text("0.02\n")
+    config = load_config(None, [("data.factors", ["emotion"])])
+    assert build_task_info(config, d, tmp_path / "lang").frame_shift_s == pytest.approx(0.02)
+    (d / "frame_shift").write_text("ten ms\n")
+    with pytest.raises(DataError, match="frame_shift: expected one positive number"):
+        read_frame_shift(d)
