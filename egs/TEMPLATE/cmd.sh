@@ -7,7 +7,7 @@ export cuda_cmd="utils/run.pl"
 export decode_cmd="utils/run.pl"
 # Number of GPUs for training (0 = CPU). With > 1, stage 4 launches
 # "torchrun --nproc_per_node ${ngpu} -m parastyle.bin.train ..." (DDP, NCCL).
-export ngpu=0
+export ngpu=${ngpu:-0}          # keeps a value given on the command line (./run.sh --ngpu 4)
 
 # ---- Slurm (utils/slurm.pl submits with sbatch --wait and checks every task's exit code)
 # export train_cmd="utils/slurm.pl --mem 8G --num-threads 4 --time 24:00:00"

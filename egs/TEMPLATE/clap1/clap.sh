@@ -69,7 +69,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     if [ "${feats}" = true ]; then check_args=""; fi
     for s in ${train_set} ${valid_set} ${test_sets}; do
         # shellcheck disable=SC2086
-        python -m parastyle.bin.validate_data_dir ${check_args} --no-text "data/${s}"
+        python -m parastyle.bin.validate_data_dir ${check_args} --no-text --lang_dir "${lang_dir}" "data/${s}"
     done
     if [ "${feats}" = true ]; then
         python -m parastyle.bin.compute_cmvn --data "data/${train_set}"

@@ -111,7 +111,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     log "stage 5: scoring ${expdir} on: ${score_sets:-${valid_set} ${test_sets}} -> ${expdir}/decode_<set>, ${results_md}"
     for s in ${score_sets:-${valid_set} ${test_sets}}; do
         # shellcheck disable=SC2086
-        python -m parastyle.bin.score --exp "${expdir}" --data "data/${s}" --results_md "${results_md}" ${score_args}
+        python -m parastyle.bin.score --exp "${expdir}" --data "data/${s}" --results_md "${results_md}" \
+            --tag "${exp_tag}" ${score_args}
     done
 fi
 

@@ -7,13 +7,11 @@ Writes ``<out>/`` (wav.scp, utt2spk, spk2utt, text without prosody marks, utt2em
 utt2gender, utt2language, utt2caption) and ``<lang>/<factor>.txt``. Age is not documented
 for the speaker: no utt2age.
 """
-import argparse
 import re
 import sys
 from pathlib import Path
 
-from style_labels import (DataError, Utterance, drop_empty_audio, summarize,
-                          write_label_vocabularies, write_style_data_dir)
+from style_labels import DataError, Utterance, corpus_parser, run_prepare
 
 LABEL_FILE = Path("ProsodyLabeling") / "000001-010000.txt"
 TEXT_LINE_RE = re.compile(r"^(\d{6})\s+(\S.*)$")
@@ -75,21 +73,9 @@ def collect(corpus: Path, prefix: str) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True, help="BZNSYP root (holds Wave/, ProsodyLabeling/)")
-    parser.add_argument("--out", type=Path, required=True, help="output data dir, e.g. data/all")
-    parser.add_argument("--lang", type=Path, required=True, help="label vocabulary dir, e.g. data/lang")
-    parser.add_argument("--prefix", default="baker", help="speaker-id prefix")
+    parser = corpus_parser(__doc__, "BZNSYP root (holds Wave/, ProsodyLabeling/)", "baker")
     args = parser.parse_args(argv)
-    try:
-        utts = drop_empty_audio(collect(args.corpus.absolute(), args.prefix))
-        write_style_data_dir(args.out, utts, with_text=True)
-        write_label_vocabularies(args.lang)
-    except DataError as err:
-        print(f"prepare_baker.py: error: {err}", file=sys.stderr)
-        return 1
-    summarize(utts)
-    return 0
+    return run_prepare("prepare_baker.py", args, lambda: collect(args.corpus.absolute(), args.prefix))
 
 
 if __name__ == "__main__":

@@ -6,14 +6,12 @@ Reads ``<corpus>/AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav`` and
 (wav.scp, utt2spk, spk2utt, text, utt2emotion, utt2age, utt2gender, utt2language,
 utt2caption) and the label vocabularies ``<lang>/<factor>.txt``.
 """
-import argparse
 import csv
 import re
 import sys
 from pathlib import Path
 
-from style_labels import (DataError, Utterance, age_group, drop_empty_audio, summarize,
-                          write_label_vocabularies, write_style_data_dir)
+from style_labels import DataError, Utterance, age_group, corpus_parser, run_prepare
 
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 LEVELS = {"LO", "MD", "HI", "XX"}
@@ -101,21 +99,9 @@ def collect(corpus: Path, prefix: str) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True, help="CREMA-D root (holds AudioWAV/)")
-    parser.add_argument("--out", type=Path, required=True, help="output data dir, e.g. data/all")
-    parser.add_argument("--lang", type=Path, required=True, help="label vocabulary dir, e.g. data/lang")
-    parser.add_argument("--prefix", default="cremad", help="speaker-id prefix")
+    parser = corpus_parser(__doc__, "CREMA-D root (holds AudioWAV/)", "cremad")
     args = parser.parse_args(argv)
-    try:
-        utts = drop_empty_audio(collect(args.corpus.absolute(), args.prefix))
-        write_style_data_dir(args.out, utts, with_text=True)
-        write_label_vocabularies(args.lang)
-    except DataError as err:
-        print(f"prepare_cremad.py: error: {err}", file=sys.stderr)
-        return 1
-    summarize(utts)
-    return 0
+    return run_prepare("prepare_cremad.py", args, lambda: collect(args.corpus.absolute(), args.prefix))
 
 
 if __name__ == "__main__":

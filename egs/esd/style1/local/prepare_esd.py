@@ -7,13 +7,11 @@ speakers 0001-0020 and the emotions Neutral, Angry, Happy, Sad, Surprise. Writes
 (wav.scp, utt2spk, spk2utt, text, utt2emotion, utt2gender, utt2language, utt2caption) and
 the label vocabularies ``<lang>/<factor>.txt``. Age is not annotated in ESD: no utt2age.
 """
-import argparse
 import re
 import sys
 from pathlib import Path
 
-from style_labels import (DataError, Utterance, drop_empty_audio, summarize,
-                          write_label_vocabularies, write_style_data_dir)
+from style_labels import DataError, Utterance, corpus_parser, run_prepare
 
 # Emotion folder -> (label, first and last utterance number of the emotion in every speaker).
 EMOTION_FOLDERS = {
@@ -162,21 +160,9 @@ def collect(corpus: Path, prefix: str) -> list:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True, help="ESD root (holds 0001/ ... 0020/)")
-    parser.add_argument("--out", type=Path, required=True, help="output data dir, e.g. data/all")
-    parser.add_argument("--lang", type=Path, required=True, help="label vocabulary dir, e.g. data/lang")
-    parser.add_argument("--prefix", default="esd", help="speaker-id prefix")
+    parser = corpus_parser(__doc__, "ESD root (holds 0001/ ... 0020/)", "esd")
     args = parser.parse_args(argv)
-    try:
-        utts = drop_empty_audio(collect(args.corpus.absolute(), args.prefix))
-        write_style_data_dir(args.out, utts, with_text=True)
-        write_label_vocabularies(args.lang)
-    except DataError as err:
-        print(f"prepare_esd.py: error: {err}", file=sys.stderr)
-        return 1
-    summarize(utts)
-    return 0
+    return run_prepare("prepare_esd.py", args, lambda: collect(args.corpus.absolute(), args.prefix))
 
 
 if __name__ == "__main__":

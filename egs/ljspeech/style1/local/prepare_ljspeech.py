@@ -7,13 +7,11 @@ spk2utt, text from the normalized column, utt2gender, utt2language, utt2caption,
 ``--assume_neutral_adult true`` utt2emotion=neutral and utt2age=adult) and the label
 vocabularies ``<lang>/<factor>.txt``.
 """
-import argparse
 import re
 import sys
 from pathlib import Path
 
-from style_labels import (DataError, Utterance, drop_empty_audio, summarize,
-                          write_label_vocabularies, write_style_data_dir)
+from style_labels import DataError, Utterance, corpus_parser, run_prepare
 
 ID_RE = re.compile(r"^LJ\d{3}-\d{4}$")
 
@@ -60,24 +58,12 @@ def str2bool(value: str) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True, help="LJSpeech-1.1 root (holds metadata.csv)")
-    parser.add_argument("--out", type=Path, required=True, help="output data dir, e.g. data/all")
-    parser.add_argument("--lang", type=Path, required=True, help="label vocabulary dir, e.g. data/lang")
-    parser.add_argument("--prefix", default="ljspeech", help="speaker-id prefix")
+    parser = corpus_parser(__doc__, "LJSpeech-1.1 root (holds metadata.csv)", "ljspeech")
     parser.add_argument("--assume_neutral_adult", type=str2bool, default=True,
                         help="label every clip emotion=neutral and age=adult (a recipe choice: "
                              "the corpus does not annotate them)")
     args = parser.parse_args(argv)
-    try:
-        utts = drop_empty_audio(collect(args.corpus.absolute(), args.prefix, args.assume_neutral_adult))
-        write_style_data_dir(args.out, utts, with_text=True)
-        write_label_vocabularies(args.lang)
-    except DataError as err:
-        print(f"prepare_ljspeech.py: error: {err}", file=sys.stderr)
-        return 1
-    summarize(utts)
-    return 0
+    return run_prepare("prepare_ljspeech.py", args, lambda: collect(args.corpus.absolute(), args.prefix, args.assume_neutral_adult))
 
 
 if __name__ == "__main__":

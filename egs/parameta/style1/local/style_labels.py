@@ -190,3 +190,30 @@ def summarize(utts: Sequence[Utterance], log=sys.stderr) -> None:
                 unknown += 1
         shown = " ".join(f"{lab}={n}" for lab, n in counts.items() if n)
         print(f"  {factor}: {shown or '-'}" + (f" unknown={unknown}" if unknown else ""), file=log)
+
+
+def corpus_parser(doc: str, corpus_help: str, prefix: str):
+    """The command line every ``prepare_<corpus>.py`` shares: --corpus, --out, --lang, --prefix."""
+    import argparse
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True, help=corpus_help)
+    parser.add_argument("--out", type=Path, required=True, help="output data dir, e.g. data/all")
+    parser.add_argument("--lang", type=Path, required=True, help="label vocabulary dir, e.g. data/lang")
+    parser.add_argument("--prefix", default=prefix, help="speaker-id prefix (default %(default)s)")
+    return parser
+
+
+def run_prepare(prog: str, args, collect) -> int:
+    """``collect()`` -> utterances; drop empty audio (counted), write the data dir and vocabularies.
+
+    Returns the exit status: 1 with the error on stderr when the corpus is malformed.
+    """
+    try:
+        utts = drop_empty_audio(collect())
+        write_style_data_dir(args.out, utts, with_text=True)
+        write_label_vocabularies(args.lang)
+    except DataError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
+    summarize(utts)
+    return 0

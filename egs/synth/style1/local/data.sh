@@ -5,6 +5,7 @@
 set -euo pipefail
 
 num_utts=2000
+utts_per_spk=10
 seed=0
 nj=2
 
@@ -14,7 +15,7 @@ tmp=data/.all.tmp
 rm -rf "${tmp}" data/all data/lang data/wav
 mkdir -p "${tmp}"
 python -m parastyle.bin.make_synth_corpus --out "${tmp}/all" --lang_dir "${tmp}/lang" --wav_dir data/wav \
-    --num_utts "${num_utts}" --seed "${seed}" --nj "${nj}" --quiet
+    --num_utts "${num_utts}" --utts_per_spk "${utts_per_spk}" --seed "${seed}" --nj "${nj}" --quiet
 python -m parastyle.bin.validate_data_dir --no-feats --lang_dir "${tmp}/lang" "${tmp}/all"
 mv "${tmp}/all" data/all
 mv "${tmp}/lang" data/lang
