@@ -33,6 +33,8 @@ train_ngpu=""               # stage 4: GPUs (>1: torchrun DDP); empty = ${ngpu} 
 score_sets=""               # stage 5: sets to score; empty = ${valid_set} ${test_sets}
 score_args=""               # stage 5: extra arguments of parastyle.bin.score (e.g. --checkpoint step00001000.pt)
 results_md=RESULTS.md       # stage 5: table regenerated from exp/*/decode_*/results.json
+backbone=""                 # stages 4-6: replace the configs' encoder by a registered one at its default size
+                            # (cnn | lstm | qformer | transformer | tdnn); exp dirs get the suffix _<backbone>
 methods=""                  # stages 4-6: methods run in turn, conf/train_<m>.yaml -> exp/<m> (e.g. "ce parameta"); empty = ${train_config} only
 eval_parameta_args=""       # stage 6: extra arguments of parastyle.bin.eval_parameta (e.g. --max_tsne 500)
 
@@ -89,10 +91,13 @@ if [ -n "${methods}" ]; then
     train_configs=$(for m in ${methods}; do printf 'conf/train_%s.yaml ' "${m}"; done)
 fi
 exp_tag_arg=${exp_tag}
+backbone_args=""
+if [ -n "${backbone}" ]; then backbone_args="--model.encoder {\"name\":\"${backbone}\"}"; fi
 # ---- stages 4-6 run once per training config (one per method) ----
 for train_config in ${train_configs}; do
 exp_tag=$(basename "${train_config}" .yaml | sed 's/^train_//')
 if [ -z "${methods}" ] && [ -n "${exp_tag_arg}" ]; then exp_tag=${exp_tag_arg}; fi
+if [ -n "${backbone}" ]; then exp_tag=${exp_tag}_${backbone}; fi
 expdir=exp/${exp_tag}
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
@@ -104,7 +109,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     # resumes from the newest good checkpoint of ${expdir}; a finished exp (done) is left as it is
     # shellcheck disable=SC2086
     ${launcher} --config "${train_config}" --train_data "data/${train_set}" --valid_data "data/${valid_set}" \
-        --lang_dir "${lang_dir}" --exp "${expdir}" ${train_args}
+        --lang_dir "${lang_dir}" --exp "${expdir}" ${backbone_args} ${train_args}
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then

@@ -6,10 +6,11 @@ set -euo pipefail
 
 stage=0
 stop_stage=100
-num_utts=2000               # corpus size (with nj=2: data, features and training in about 15 min on 2 cores)
+num_utts=3000               # corpus size (300 speakers; corpus, features and the four methods in about 20 min on 2 cores)
+utts_per_spk=10             # about 200 speakers: dev and test hold enough voices of every class
 seed=0                      # corpus generation and speaker split
 nj=2
-split_args="--dev 0.1 --test 0.1"
+split_args="--dev 0.1 --test 0.15"   # fractions of the speakers
 feats_conf=conf/feats.yaml
 methods="ce clap_objective parameta_nometa parameta"   # conf/train_<method>.yaml, trained and scored in turn
 
@@ -19,7 +20,7 @@ passthrough=true . utils/parse_options.sh   # options run.sh does not define go 
 
 ./style.sh \
     --stage "${stage}" --stop_stage "${stop_stage}" --nj "${nj}" --seed "${seed}" \
-    --data_args "--num_utts ${num_utts}" \
+    --data_args "--num_utts ${num_utts} --utts_per_spk ${utts_per_spk}" \
     --split_args "${split_args}" \
     --feats_conf "${feats_conf}" \
     --methods "${methods}" \

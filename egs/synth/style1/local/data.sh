@@ -4,7 +4,7 @@
 # the wavs go to data/wav (referenced by absolute paths in wav.scp).
 set -euo pipefail
 
-num_utts=2000
+num_utts=3000
 utts_per_spk=10
 seed=0
 nj=2
