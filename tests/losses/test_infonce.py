@@ -1,7 +1,6 @@
 """Symmetric InfoNCE: loop reference, learnable capped scale, global batch over 2 gloo ranks."""
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -9,6 +8,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from parastyle.losses.infonce import LogitScale, gather_with_grad, global_infonce_loss, infonce_loss
+
+from distributed_helpers import free_port
 
 
 def loop_reference(a, t, scale, positives):
@@ -62,11 +63,6 @@ def test_logit_scale_init_cap_and_gradient():
         LogitScale(0.001, 100.0)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _worker(rank, world, port, a, t, ids, scale, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -89,7 +85,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     a, t = torch.randn(8, 4, generator=g), torch.randn(8, 4, generator=g)
     ids = torch.tensor([0, 1, 2, 3, 0, 4, 5, 1])   # shared captions across the two ranks
     scale = 5.0
-    mp.spawn(_worker, args=(2, _free_port(), a, t, ids, scale, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), a, t, ids, scale, str(tmp_path)), nprocs=2, join=True)
     fa, ft = a.clone().requires_grad_(True), t.clone().requires_grad_(True)
     ref = global_infonce_loss(fa, ft, torch.tensor(scale), ids)   # not distributed: whole batch
     ref.backward()

@@ -7,8 +7,6 @@ DDP averaging (real ``DistributedDataParallel`` and a manual ``all_reduce(sum) /
 single-process full-batch gradients.
 """
 import os
-import socket
-from datetime import timedelta
 
 import pytest
 import torch
@@ -18,6 +16,8 @@ from torch import nn
 
 from parastyle.losses.infonce import (LogitScale, gather_no_grad, gather_sizes, gather_with_grad,
                                       global_infonce_loss, infonce_loss)
+
+from distributed_helpers import free_port, init_gloo
 
 WORLD = 2
 N, DA, DT, E = 5, 6, 7, 4
@@ -56,16 +56,9 @@ def single_process(use_ids):
     return loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters()}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _worker(rank, port, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=timedelta(seconds=30))
+    init_gloo(rank, port, WORLD)
     try:
         xa, xt, ids = make_data()
         out = {}
@@ -104,7 +97,7 @@ def _worker(rank, port, out_dir):
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("infonce_ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
     return [torch.load(out_dir / f"{r}.pt") for r in range(WORLD)]
 
 

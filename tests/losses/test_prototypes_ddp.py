@@ -2,8 +2,6 @@
 concatenated batch, on both ranks: the bank alone and inside a DDP-wrapped ParaMETA (whose buffers
 DDP broadcasts from rank 0 at every forward)."""
 import os
-import socket
-from datetime import timedelta
 
 import pytest
 import torch
@@ -12,6 +10,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from parastyle.losses import IGNORE_INDEX, PrototypeBank
+
+from distributed_helpers import free_port, init_gloo
 
 WORLD = 2
 X = IGNORE_INDEX
@@ -85,16 +85,9 @@ def run_parameta(model, batches):
     return {k: v.clone() for k, v in (model.module if hasattr(model, "module") else model).prototypes.state_dict().items()}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _worker(rank, port, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=timedelta(seconds=30))
+    init_gloo(rank, port, WORLD)
     try:
         out = {}
         bank = PrototypeBank(FACTORS, DIM, momentum=0.7)
@@ -118,7 +111,7 @@ def _worker(rank, port, out_dir):
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("proto_ddp")
-    mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
     return [torch.load(out_dir / f"{r}.pt") for r in range(WORLD)]
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from parastyle.train.config import ConfigError, load_config
 from parastyle.train.trainer import Trainer
 
 from conftest import make_datadir, tiny_config
+from distributed_helpers import free_port, set_rank_env
 
 RARE = (3, 17)      # the only utterances tagged "shrill"
 
@@ -191,19 +190,12 @@ def _ddp_conf():
 
 
 def _worker(rank, port, train, dev, lang, exp):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    set_rank_env(rank, port)
     try:
         Trainer(_ddp_conf(), train, dev, lang, exp).run()
     finally:
         torch.distributed.destroy_process_group()
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ddp_class_balanced_matches_single_process(tmp_path):
@@ -214,7 +206,7 @@ def test_ddp_class_balanced_matches_single_process(tmp_path):
     add_tags(train, lang)
     add_tags(dev, lang)
     Trainer(_ddp_conf(), train, dev, lang, tmp_path / "single").run()
-    mp.start_processes(_worker, args=(_free_port(), train, dev, lang, tmp_path / "ddp"), nprocs=2,
+    mp.start_processes(_worker, args=(free_port(), train, dev, lang, tmp_path / "ddp"), nprocs=2,
                        start_method="fork")
     a = torch.load(tmp_path / "single" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)
     b = torch.load(tmp_path / "ddp" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)

@@ -1,8 +1,6 @@
 """DDP on CPU (gloo, 2 processes) equals one process at the same global batch."""
 from __future__ import annotations
 
-import os
-import socket
 
 import torch
 import torch.multiprocessing as mp
@@ -10,6 +8,7 @@ import torch.multiprocessing as mp
 from parastyle.train import checkpoint as ckpt
 
 from conftest import make_datadir, tiny_config
+from distributed_helpers import free_port, set_rank_env
 
 
 def _conf():
@@ -21,20 +20,13 @@ def _conf():
 
 
 def _worker(rank, port, train, dev, lang, exp):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    set_rank_env(rank, port)
     from parastyle.train.trainer import Trainer
     try:
         Trainer(_conf(), train, dev, lang, exp).run()
     finally:
         torch.distributed.destroy_process_group()
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ddp_gloo_matches_single_process(tmp_path):
@@ -44,7 +36,7 @@ def test_ddp_gloo_matches_single_process(tmp_path):
     from parastyle.train.trainer import Trainer
     single = Trainer(_conf(), train, dev, lang, tmp_path / "single")
     single.run()
-    mp.start_processes(_worker, args=(_free_port(), train, dev, lang, tmp_path / "ddp"), nprocs=2,
+    mp.start_processes(_worker, args=(free_port(), train, dev, lang, tmp_path / "ddp"), nprocs=2,
                        start_method="fork")
     a = torch.load(tmp_path / "single" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)
     b = torch.load(tmp_path / "ddp" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)
