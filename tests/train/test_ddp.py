@@ -1,8 +1,13 @@
-"""DDP on CPU (gloo, 2 processes) equals one process at the same global batch."""
+"""DDP on CPU (gloo, 2 processes) equals one process at the same global batch, both with processes
+started here and through the real torchrun launcher."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 
 import torch
+import yaml
 import torch.multiprocessing as mp
 
 from parastyle.train import checkpoint as ckpt
@@ -48,3 +53,27 @@ def test_ddp_gloo_matches_single_process(tmp_path):
     assert [s for _, s in a["best"]] == [s for _, s in b["best"]]
     for (va, _), (vb, _) in zip(a["best"], b["best"]):
         assert abs(va - vb) < 1e-5
+
+
+def test_torchrun_cli_two_cpu_processes(tmp_path):
+    """``torchrun --standalone --nproc_per_node 2 -m parastyle.bin.train`` (what stage 4 runs with
+    ngpu > 1) on CPU ends with the weights of a single process at the same global batch."""
+    train = make_datadir(tmp_path / "data", "train", n=24)
+    dev = make_datadir(tmp_path / "data", "dev", n=7, seed=1)
+    lang = tmp_path / "data" / "lang"
+    from parastyle.train.trainer import Trainer
+    Trainer(_conf(), train, dev, lang, tmp_path / "single").run()
+    cfg = tmp_path / "conf.yaml"
+    cfg.write_text(yaml.safe_dump(_conf()))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "parastyle.bin.train", "--config", str(cfg), "--train_data", str(train),
+                        "--valid_data", str(dev), "--lang_dir", str(lang), "--exp", str(tmp_path / "ddp")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    a = torch.load(tmp_path / "single" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)
+    b = torch.load(tmp_path / "ddp" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)
+    assert b["world_size"] == 2
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-5)
+    assert (tmp_path / "ddp" / "done").exists()
