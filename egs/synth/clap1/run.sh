@@ -22,6 +22,6 @@ passthrough=true . utils/parse_options.sh   # options run.sh does not define go 
     --feats true --feats_conf conf/feats.yaml \
     --train_config "${train_config}" --train_args "${train_args}" \
     --eval_label_names conf/label_names.json \
-    --bon_prompt "A person is speaking in a happy style." \
+    --bon_prompt "An old man sounds gloomy while speaking French." \
     --bon_candidates data/test/wav.scp \
     "$@"
