@@ -13,8 +13,7 @@ import torch
 
 from parastyle.data.balanced_sampler import NO_TAG, ClassBalancedBatchSampler
 from parastyle.data.collate import collate_batch
-from parastyle.data.datadir import is_factor_file
-from parastyle.data.datadir import read_frame_shift
+from parastyle.data.datadir import is_factor_file, read_frame_shift
 from parastyle.data.dataset import StyleDataset
 from parastyle.data.samplers import LengthBucketBatchSampler
 from parastyle.fileio import DataError, read_kv, read_list
