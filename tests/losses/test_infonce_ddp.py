@@ -11,13 +11,12 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from parastyle.losses.infonce import (LogitScale, gather_no_grad, gather_sizes, gather_with_grad,
                                       global_infonce_loss, infonce_loss)
 
-from distributed_helpers import free_port, init_gloo
+from distributed_helpers import init_gloo, spawn_ranks
 
 WORLD = 2
 N, DA, DT, E = 5, 6, 7, 4
@@ -97,8 +96,7 @@ def _worker(rank, port, out_dir):
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("infonce_ddp")
-    mp.spawn(_worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
-    return [torch.load(out_dir / f"{r}.pt") for r in range(WORLD)]
+    return spawn_ranks(_worker, out_dir, WORLD)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))

@@ -6,12 +6,11 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from parastyle.losses import IGNORE_INDEX, PrototypeBank
 
-from distributed_helpers import free_port, init_gloo
+from distributed_helpers import init_gloo, spawn_ranks
 
 WORLD = 2
 X = IGNORE_INDEX
@@ -111,8 +110,7 @@ def _worker(rank, port, out_dir):
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("proto_ddp")
-    mp.spawn(_worker, args=(free_port(), str(out_dir)), nprocs=WORLD, join=True)
-    return [torch.load(out_dir / f"{r}.pt") for r in range(WORLD)]
+    return spawn_ranks(_worker, out_dir, WORLD)
 
 
 def test_bank_two_ranks_equal_single_process_on_concatenated_batch(ranks):

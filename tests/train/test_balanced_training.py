@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from parastyle.data.balanced_sampler import ClassBalancedBatchSampler
 from parastyle.data.samplers import LengthBucketBatchSampler
@@ -18,7 +17,7 @@ from parastyle.train.config import ConfigError, load_config
 from parastyle.train.trainer import Trainer
 
 from conftest import make_datadir, tiny_config
-from distributed_helpers import free_port, set_rank_env
+from distributed_helpers import train_on_two_ranks
 
 RARE = (3, 17)      # the only utterances tagged "shrill"
 
@@ -189,15 +188,6 @@ def _ddp_conf():
     return conf
 
 
-def _worker(rank, port, train, dev, lang, exp):
-    set_rank_env(rank, port)
-    try:
-        Trainer(_ddp_conf(), train, dev, lang, exp).run()
-    finally:
-        torch.distributed.destroy_process_group()
-
-
-
 def test_ddp_class_balanced_matches_single_process(tmp_path):
     """Each rank trains on its half of the same global batch: 2 processes == 1 process."""
     train = make_datadir(tmp_path / "data", "train", n=24)
@@ -206,8 +196,7 @@ def test_ddp_class_balanced_matches_single_process(tmp_path):
     add_tags(train, lang)
     add_tags(dev, lang)
     Trainer(_ddp_conf(), train, dev, lang, tmp_path / "single").run()
-    mp.start_processes(_worker, args=(free_port(), train, dev, lang, tmp_path / "ddp"), nprocs=2,
-                       start_method="fork")
+    train_on_two_ranks(_ddp_conf(), train, dev, lang, tmp_path / "ddp")
     a = torch.load(tmp_path / "single" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)
     b = torch.load(tmp_path / "ddp" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)
     assert b["world_size"] == 2 and b["sampler"] == a["sampler"] == {"epoch": 0, "position": 4}

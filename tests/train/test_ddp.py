@@ -8,12 +8,11 @@ import sys
 
 import torch
 import yaml
-import torch.multiprocessing as mp
 
 from parastyle.train import checkpoint as ckpt
 
 from conftest import make_datadir, tiny_config
-from distributed_helpers import free_port, set_rank_env
+from distributed_helpers import train_on_two_ranks
 
 
 def _conf():
@@ -24,16 +23,6 @@ def _conf():
     return conf
 
 
-def _worker(rank, port, train, dev, lang, exp):
-    set_rank_env(rank, port)
-    from parastyle.train.trainer import Trainer
-    try:
-        Trainer(_conf(), train, dev, lang, exp).run()
-    finally:
-        torch.distributed.destroy_process_group()
-
-
-
 def test_ddp_gloo_matches_single_process(tmp_path):
     train = make_datadir(tmp_path / "data", "train", n=24)
     dev = make_datadir(tmp_path / "data", "dev", n=7, seed=1)
@@ -41,8 +30,7 @@ def test_ddp_gloo_matches_single_process(tmp_path):
     from parastyle.train.trainer import Trainer
     single = Trainer(_conf(), train, dev, lang, tmp_path / "single")
     single.run()
-    mp.start_processes(_worker, args=(free_port(), train, dev, lang, tmp_path / "ddp"), nprocs=2,
-                       start_method="fork")
+    train_on_two_ranks(_conf(), train, dev, lang, tmp_path / "ddp")
     a = torch.load(tmp_path / "single" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)
     b = torch.load(tmp_path / "ddp" / "checkpoints" / ckpt.checkpoint_name(4), weights_only=True)
     assert b["world_size"] == 2 and len(b["rng"]) == 2
