@@ -14,3 +14,4 @@ class TaskInfo:
     tokens: Optional[List[str]] = None              # CTC / LM token vocabulary (index 0 = blank)
     tags: Optional[List[str]] = None                # tag vocabulary for multi-label tagging
     speakers: Optional[List[str]] = None            # speaker vocabulary (speaker-id tasks)
+    lang_dir: Optional[str] = None                  # data/lang of the exp: phone / unit vocabularies live here

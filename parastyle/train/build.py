@@ -18,9 +18,28 @@ from parastyle.data.dataset import StyleDataset
 from parastyle.data.samplers import LengthBucketBatchSampler
 from parastyle.fileio import DataError, read_kv, read_list
 from parastyle.models.task import TaskInfo
+from parastyle.registry import Registry
 from parastyle.train.config import ConfigError
 
 logger = logging.getLogger(__name__)
+
+# ``data.dataset`` -> builder ``(config, data_dir, factors, train, cmvn) -> dataset``. A dataset has
+# ``lengths()`` (frames per item as batched), ``set_epoch(epoch)``, ``__getitem__``/``__len__`` and may
+# carry ``collate`` (items -> batch dict; default :func:`collate_batch`). Generation models (TTS acoustic
+# model, vocoder, speech LM) register their own dataset next to their model; the trainer is unchanged.
+DATASETS = Registry("dataset")
+# Modules that register datasets, imported on first use (a missing optional module fails only when used).
+_DATASET_MODULES = ["parastyle.data.tts_dataset", "parastyle.data.vocoder_dataset", "parastyle.data.lm_dataset"]
+
+
+def _import_datasets() -> None:
+    import importlib
+    for mod in _DATASET_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
 
 
 def _frontend(config: Dict[str, Any]):
@@ -87,13 +106,19 @@ def build_task_info(config: Dict[str, Any], train_data, lang_dir) -> TaskInfo:
         kwargs = {"frame_shift_s": read_frame_shift(train_data)}      # e.g. dumped SSL layers
     tags = read_list(lang_dir / "tags.txt") if (lang_dir / "tags.txt").is_file() else None
     speakers = sorted(set(read_kv(train_data / "utt2spk").values()))
-    return TaskInfo(feat_dim=feat_dim, factors=factors, tags=tags, speakers=speakers, **kwargs)
+    return TaskInfo(feat_dim=feat_dim, factors=factors, tags=tags, speakers=speakers,
+                    lang_dir=str(lang_dir.resolve()), **kwargs)
 
 
 def build_dataset(config: Dict[str, Any], data_dir, factors: Dict[str, list], train: bool,
-                  cmvn_path: Optional[str] = None) -> StyleDataset:
-    """A :class:`StyleDataset` with the config's features, CMVN and (training only) crop."""
+                  cmvn_path: Optional[str] = None):
+    """The dataset named by ``data.dataset`` (default ``style``: a :class:`StyleDataset` with the
+    config's features, CMVN and, in training, crop)."""
     dc = config["data"]
+    name = dc.get("dataset") or "style"
+    if name != "style":
+        _import_datasets()
+        return DATASETS.get(name)(config, data_dir, factors, train, cmvn_path)
     cmvn = None
     cmvn_path = cmvn_path if cmvn_path is not None else dc.get("cmvn")
     if cmvn_path:
@@ -201,5 +226,6 @@ def build_dataloader(config: Dict[str, Any], data_dir, lang_dir=None, train: boo
     # A private generator: creating an iterator must not consume the global torch RNG (exact resume).
     gen = torch.Generator()
     gen.manual_seed(int(config["train"]["seed"]))
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_batch,
+    collate = getattr(dataset, "collate", None) or collate_batch
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                                        num_workers=workers, generator=gen)
