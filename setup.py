@@ -53,6 +53,10 @@ setup(
     extras_require={
         "dev": ["pytest"],
         "data": ["pyarrow"],
+        # style-controlled TTS and its objective metrics (phonemes, alignment, F0, speaker similarity, WER)
+        "tts": ["phonemizer", "monotonic-alignment-search", "pyworld", "praat-parselmouth", "resemblyzer", "jiwer"],
+        "lm": ["vector-quantize-pytorch"],                  # PolySpeech semantic tokenizer (RVQ)
+        "baselines": ["opensmile"],                         # eGeMAPS functionals + SVM baseline
     },
     entry_points={
         "console_scripts": [f"parastyle-{verb}=parastyle.bin.{mod}:main" for verb, mod in VERBS.items()],
