@@ -5,8 +5,9 @@ reads through the data dir's ``feats.scp``: one float32 matrix ``(T, L * D)`` pe
 chosen transformer layers concatenated along the feature axis in increasing layer order (columns
 ``[i * D, (i + 1) * D)`` hold the i-th chosen layer), ``T`` = the SSL frames of the utterance
 (no padding). The layers are exactly those of the ``ssl`` front-end / :class:`SSLLayerExtractor`
-(transformer layer outputs, numbered 1..N as in ``torchaudio``'s ``extract_features``, with the
-model's own waveform normalisation), so a config with ``frontend: {type: dumped, num_layers: L}``
+(transformer layer outputs, numbered 1..N as in ``torchaudio``'s ``extract_features``, the last
+one with the final encoder LayerNorm of pre-LN models; every waveform normalised to zero mean and
+unit variance first, for every SSL bundle, as the VIB authors' feature extractor does), so a config with ``frontend: {type: dumped, num_layers: L}``
 on the dumped data dir sees what ``frontend: {type: ssl, path: ...}`` sees on the raw audio.
 
 Outputs:
@@ -132,7 +133,7 @@ def resolve_device(device: Optional[str]) -> torch.device:
 def dump_ssl_layers(data_dir: PathLike, ssl_path: PathLike, dump_dir: PathLike, arch: Optional[str] = None,
                     layers: Union[None, str, Sequence[int]] = "all", device: Optional[str] = "cpu",
                     sample_rate: int = 16000, compress: bool = False,
-                    progress: Optional[bool] = None) -> Dict[str, Any]:
+                    progress: Optional[bool] = None, normalize_waveform: bool = True) -> Dict[str, Any]:
     """Dump the chosen SSL layers of every utterance of ``data_dir`` (see the module docstring).
 
     Args:
@@ -144,6 +145,9 @@ def dump_ssl_layers(data_dir: PathLike, ssl_path: PathLike, dump_dir: PathLike, 
         sample_rate: audio is resampled to this rate (the SSL model's, 16 kHz for the torchaudio bundles).
         compress: Kaldi compressed matrices (about 4x smaller, lossy).
         progress: tqdm bar: None = on a terminal only, True = always, False = never.
+        normalize_waveform: normalise each waveform (zero mean, unit variance over its samples)
+            before the model, for every SSL bundle, as the VIB authors' feature extractor does
+            (the ``ssl`` VIB front-end does the same by default).
 
     Returns ``{"num_utts", "num_frames", "seconds", "utts_per_s", "layers", "layer_dim", "dim"}``.
     """
@@ -156,7 +160,8 @@ def dump_ssl_layers(data_dir: PathLike, ssl_path: PathLike, dump_dir: PathLike, 
     items = work_items(d)
     if not items:
         raise DataError(f"{d}/utt2spk: no utterances")
-    extractor = SSLLayerExtractor(load_ssl_model(ssl_path, arch), freeze=True)
+    extractor = SSLLayerExtractor(load_ssl_model(ssl_path, arch), freeze=True,
+                                  normalize_waveform=bool(normalize_waveform))
     chosen = parse_layers(layers, extractor.num_layers)
     dumper = SSLLayerDumper(extractor, chosen, sample_rate=sample_rate, device=resolve_device(device))
     for name in STALE_FILES:

@@ -50,11 +50,15 @@ def _dumped(d):
     return {u: kaldiio.load_mat(e) for u, e in read_kv(d / "feats.scp").items()}
 
 
-@pytest.mark.parametrize("wavlm,normalize", [(False, False), (True, True)])
+@pytest.mark.parametrize("wavlm,normalize", [(False, False), (False, True), (True, True)])
 def test_dumped_layers_equal_ssl_model_outputs(tmp_path, make_data_dir_fixture, wavlm, normalize):
+    """Layers 1..N-1 are the model's block outputs, layer N its ``forward`` output (final LayerNorm
+    of this pre-LN model included); waveforms are normalised for every bundle (the model file's own
+    flag says the opposite of what is used here), unless normalize_waveform=False."""
     d = make_data_dir_fixture("data", num_spk=2, utts_per_spk=3, lang_dir=tmp_path / "lang")
-    ssl = _ssl_file(tmp_path, wavlm, normalize)
-    s = dump_ssl_layers(d, ssl, tmp_path / "dump", layers="all", device="cpu", progress=False)
+    ssl = _ssl_file(tmp_path, wavlm, normalize=not normalize)
+    kw = {} if normalize else {"normalize_waveform": False}
+    s = dump_ssl_layers(d, ssl, tmp_path / "dump", layers="all", device="cpu", progress=False, **kw)
     assert s["num_utts"] == 6 and s["layers"] == [1, 2, 3] and s["layer_dim"] == 16 and s["dim"] == 48
     feats = _dumped(d)
     assert list(feats) == sorted(read_kv(d / "utt2spk"))
@@ -76,9 +80,12 @@ def test_dumped_layers_equal_ssl_model_outputs(tmp_path, make_data_dir_fixture, 
             x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-5)
         with torch.no_grad():
             ref, _ = model.extract_features(x)
+            last, _ = model(x)
         assert feats[utt].shape[0] == ref[0].shape[1] == (wav.numel() - 30) // 20 + 1
-        for i in range(3):
+        for i in range(2):
             np.testing.assert_allclose(feats[utt][:, 16 * i:16 * (i + 1)], ref[i][0].numpy(), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(feats[utt][:, 32:48], last[0].numpy(), atol=1e-5, rtol=1e-5)
+        assert np.abs(feats[utt][:, 32:48] - ref[2][0].numpy()).max() > 1e-2     # not the raw last block
 
 
 def test_vib_dumped_frontend_equals_ssl_frontend(tmp_path, make_data_dir_fixture):

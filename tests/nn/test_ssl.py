@@ -87,17 +87,21 @@ def test_huggingface_dir(tmp_path, kind):
     model = load_ssl_model(tmp_path / kind)
     wav = _wav(1, 640)
     with torch.no_grad():
-        ref = hf(wav, output_hidden_states=True).hidden_states
+        out = hf(wav, output_hidden_states=True)
+        ref = out.hidden_states
         ours, _ = model.extract_features(wav)
-    # hidden_states[0] is the input of the first layer; hidden_states[i] the output of layer i
+    # hidden_states[0] is the input of the first layer; hidden_states[i] the raw output of block i
     assert len(ref) == len(ours) + 1
     for i in range(len(ours)):
         torch.testing.assert_close(ours[i], ref[i + 1], atol=1e-4, rtol=1e-4)
-    # the extractor (mask-aware path) gives the same layers
+    # the extractor (mask-aware path): the same blocks, and the last layer is last_hidden_state
+    # (stable-layer-norm models apply the encoder's final LayerNorm after the last block)
     layers, mask = SSLLayerExtractor(model)(wav, torch.tensor([640]))
     assert bool(mask.all())
-    for i in range(len(ours)):
+    for i in range(len(ours) - 1):
         torch.testing.assert_close(layers[i], ref[i + 1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(layers[-1], out.last_hidden_state, atol=1e-4, rtol=1e-4)
+    assert (layers[-1] - ref[-1]).abs().max() > 1e-2      # the raw last block is not the last layer
     assert model.normalize_waveform is False
 
 
@@ -171,3 +175,64 @@ def test_too_short_waveform_is_an_error():
     ex = SSLLayerExtractor(model)
     with pytest.raises(ValueError, match="waveform 1 .* 10 samples"):
         ex(_wav(2, 800), torch.tensor([800, 10]))
+
+
+def _tiny_ta_model(kind: str, layer_norm_first: bool, mode: str = "layer_norm"):
+    """Tiny random torchaudio models built by torchaudio's own factories."""
+    from torchaudio.models import hubert_pretrain_model, wav2vec2_model, wavlm_model
+
+    common = dict(extractor_mode=mode, extractor_conv_layer_config=CONV, extractor_conv_bias=False,
+                  encoder_embed_dim=16, encoder_projection_dropout=0.0, encoder_pos_conv_kernel=4,
+                  encoder_pos_conv_groups=2, encoder_num_layers=3, encoder_num_heads=2,
+                  encoder_attention_dropout=0.0, encoder_ff_interm_features=24, encoder_ff_interm_dropout=0.0,
+                  encoder_dropout=0.0, encoder_layer_norm_first=layer_norm_first, encoder_layer_drop=0.0)
+    if kind == "wav2vec2":
+        return wav2vec2_model(**common, aux_num_out=None).eval()
+    if kind == "wavlm":
+        return wavlm_model(**common, encoder_num_buckets=8, encoder_max_distance=20, aux_num_out=None).eval()
+    hub = hubert_pretrain_model(**common, mask_prob=0.0, mask_selection="static", mask_other=0.0,
+                                mask_length=1, no_mask_overlap=False, mask_min_space=1, mask_channel_prob=0.0,
+                                mask_channel_selection="static", mask_channel_other=0.0, mask_channel_length=1,
+                                no_mask_channel_overlap=False, mask_channel_min_space=1, skip_masked=False,
+                                skip_nomask=False, num_classes=5, final_dim=8, feature_grad_mult=None)
+    return hub.wav2vec2.eval()
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "hubert", "wavlm"])
+@pytest.mark.parametrize("layer_norm_first", [True, False])
+def test_pooled_last_layer_equals_model_forward(tmp_path, kind, layer_norm_first):
+    """The ssl encoder's last layer is what the model's own forward returns (final LayerNorm of
+    pre-LN models included); its mean over valid frames is the pooled embedding."""
+    torch.manual_seed(5)
+    model = _tiny_ta_model(kind, layer_norm_first)
+    ex = SSLLayerExtractor(model)
+    assert ex.final_layer_norm is layer_norm_first
+    wav = _wav(2, 800, seed=6)
+    with torch.no_grad():
+        ref0, _ = model(wav[:1])                          # (1, T, D), no padding
+        ref1, _ = model(wav[1:, :600])
+    layers, mask = ex(wav, torch.tensor([800, 600]))
+    t1 = int(mask[1].sum())
+    torch.testing.assert_close(layers[-1][0], ref0[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layers[-1][1, :t1], ref1[0], atol=1e-5, rtol=1e-5)
+    # pooled: masked mean of the model's forward output
+    from parastyle.nn.pooling import masked_mean
+    pooled = masked_mean(layers[-1], mask)
+    torch.testing.assert_close(pooled[1], ref1[0].mean(0), atol=1e-5, rtol=1e-5)
+    # intermediate layers stay the raw block outputs (extract_features)
+    feats, _ = model.extract_features(wav[:1])
+    torch.testing.assert_close(layers[0][0], feats[0][0], atol=1e-5, rtol=1e-5)
+    if layer_norm_first:   # the raw last block differs from the forward output
+        assert (feats[-1][0] - ref0[0]).abs().max() > 1e-2
+    # the registered "ssl" encoder (layer -1) pools the same thing; hubert's encoder is a wav2vec2 model
+    conf = tiny_config(kind == "wavlm")
+    conf.update(encoder_num_layers=3, encoder_layer_norm_first=layer_norm_first)
+    save_ssl_model(model, conf, tmp_path / "m.pt")
+    enc = build_encoder({"name": "ssl", "path": str(tmp_path / "m.pt"), "layer": -1}, input_dim=1)
+    x = wav.clone().unsqueeze(-1)
+    smask = torch.zeros(2, 800, dtype=torch.bool)
+    smask[0] = True
+    smask[1, :600] = True
+    emb = enc(x, smask)
+    torch.testing.assert_close(emb[0], ref0[0].mean(0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(emb[1], ref1[0].mean(0), atol=1e-5, rtol=1e-5)

@@ -181,6 +181,10 @@ class SSLLayerExtractor(nn.Module):
     ``num_layers`` tensors ``(B, T, D)`` (entry ``i`` = output of transformer layer ``i + 1``,
     as ``Wav2Vec2Model.extract_features`` returns them) and ``mask`` is ``(B, T)`` bool, True on
     frames computed from valid samples. ``num_layers`` limits the computation to the first layers.
+    For pre-LayerNorm models (``encoder_layer_norm_first=True``: WavLM, HuBERT-Large/X-Large,
+    wav2vec2-Large-LV60K) the last layer includes the encoder's final LayerNorm, as the model's
+    ``forward`` and Hugging Face ``last_hidden_state`` do (the raw last block is not normalised);
+    post-LN models (base wav2vec 2.0 / HuBERT) normalise inside every layer and have no final one.
 
     With ``freeze=True`` the model is in eval mode, its parameters do not require gradients and
     the forward runs under ``torch.no_grad``; ``train()`` on a parent module keeps it in eval mode.
@@ -198,6 +202,9 @@ class SSLLayerExtractor(nn.Module):
                                    if normalize_waveform is None else normalize_waveform)
         self.num_layers = len(model.encoder.transformer.layers)
         self.output_dim = model.encoder.transformer.layer_norm.normalized_shape[0]
+        # torchaudio's Transformer.layer_norm_first is the inverse of the model's
+        # encoder_layer_norm_first: False = pre-LN layers, the encoder LayerNorm comes after the last one
+        self.final_layer_norm = not bool(model.encoder.transformer.layer_norm_first)
         if freeze:
             for p in self.model.parameters():
                 p.requires_grad_(False)
@@ -262,6 +269,8 @@ class SSLLayerExtractor(nn.Module):
             else:
                 x, position_bias = layer(x, attn_mask, position_bias=position_bias)
             out.append(x)
+        if n == self.num_layers and self.final_layer_norm:
+            out[-1] = transformer.layer_norm(out[-1])     # pre-LN models: as forward / last_hidden_state
         return out, valid
 
 
