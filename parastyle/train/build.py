@@ -81,10 +81,45 @@ def resolve_factors(config: Dict[str, Any], train_data, lang_dir) -> Dict[str, l
     return out
 
 
+def check_factor_coverage(train_data, factors: Dict[str, list]) -> Dict[str, Dict[str, int]]:
+    """Labelled training utterances per factor and class: ``{factor: {label: count}}``.
+
+    A factor with no labelled training utterance (``utt2<f>`` missing, empty, or no line for an
+    utterance of ``utt2spk``) would train an untrained head: :class:`DataError`. A class of the
+    vocabulary with no training utterance is logged as a warning with the counts."""
+    train_data = Path(train_data)
+    utts = set(read_kv(train_data / "utt2spk"))
+    out: Dict[str, Dict[str, int]] = {}
+    for f, vocab in factors.items():
+        path = train_data / f"utt2{f}"
+        if not path.is_file():
+            raise DataError(f"{path}: file not found: factor {f!r} has no labelled training utterance "
+                            f"(remove it from data.factors or label the training data)")
+        table = read_kv(path)
+        counts = dict.fromkeys(vocab, 0)
+        for u, lab in table.items():
+            if u in utts and lab in counts:
+                counts[lab] += 1
+        if not sum(counts.values()):
+            raise DataError(f"{path}: {'the file is empty' if not table else 'no line labels an utterance of utt2spk'}: "
+                            f"factor {f!r} has no labelled training utterance out of {len(utts)} "
+                            f"(remove it from data.factors or label the training data)")
+        unseen = [lab for lab, c in counts.items() if c == 0]
+        if unseen:
+            logger.warning("%s: %d of %d %s class(es) have no training utterance: %s (counts: %s); their "
+                           "outputs are untrained", path, len(unseen), len(vocab), f, unseen[:10],
+                           ", ".join(f"{lab}={c}" for lab, c in counts.items()))
+        out[f] = counts
+    return out
+
+
 def build_task_info(config: Dict[str, Any], train_data, lang_dir) -> TaskInfo:
-    """TaskInfo: feature dim, factor vocabularies, sample rate / frame shift, tags, speakers."""
+    """TaskInfo: feature dim, factor vocabularies, sample rate / frame shift, tags, speakers.
+
+    Every factor must have labelled training utterances (:func:`check_factor_coverage`)."""
     train_data, lang_dir = Path(train_data), Path(lang_dir)
     factors = resolve_factors(config, train_data, lang_dir)
+    check_factor_coverage(train_data, factors)
     frontend = _frontend(config)
     if config["data"]["feats"]:
         scp = train_data / "feats.scp"
