@@ -6,6 +6,18 @@ belong to the chosen model); a YAML file overrides the defaults, then ``--a.b.c 
 override the file (values are parsed as YAML, so ``--optim.lr 1e-3`` is a float and
 ``--data.factors [emotion,gender]`` a list). An override of a key that exists neither in the
 defaults nor in the file is an error that lists the valid keys, so a typo never passes silently.
+
+Multi-optimizer models (those with ``train_phases``, e.g. a GAN vocoder) give ``optim`` as a
+mapping phase -> optimizer conf, and ``scheduler`` either as one conf (used for every phase) or
+as a mapping phase -> conf::
+
+    optim:
+      generator: {name: adamw, lr: 2.0e-4, betas: [0.8, 0.99], eps: 1.0e-9}
+      discriminator: {name: adamw, lr: 2.0e-4, betas: [0.8, 0.99], eps: 1.0e-9}
+    scheduler: {name: constant}
+
+Each phase's conf gets the defaults of :data:`DEFAULTS` ``optim`` / ``scheduler``; overrides
+address a phase as ``--optim.generator.lr 1e-4``.
 """
 from __future__ import annotations
 
@@ -30,7 +42,7 @@ DEFAULTS: Dict[str, Any] = {
         "max_frames": 6000,            # frame budget of a global batch (incl. padding), null = no budget
         "batch_size": None,            # max utterances per global batch, null = no limit
         "max_frames_per_utt": None,    # random crop of training utterances, null = no crop
-        "num_workers": 0,
+        "num_workers": 0,              # DataLoader worker processes (0 = load in the training process)
         "valid_max_frames": None,      # frame budget for validation/scoring, null = same as max_frames
         # Training batch sampler (evaluation always batches in length order, every utterance once).
         "sampler": {
@@ -62,6 +74,21 @@ DEFAULTS: Dict[str, Any] = {
         "average_best": 3,             # best checkpoints (by valid metric) averaged into model.pt
         "progress": "auto",            # tqdm bar: auto (only on a terminal) | true | false
         "device": "auto",              # auto | cpu | cuda
+        # Intra-op CPU threads (torch.set_num_threads; inter-op threads are set to the same number
+        # when torch still allows it). null = $OMP_NUM_THREADS when set, else the cores this process
+        # may run on (os.sched_getaffinity) divided by the number of training processes on this node.
+        "num_threads": None,
+        # Checkpoint averaging (model.pt) takes the best train.average_best validated checkpoints at
+        # steps >= average_min_step; null = after warm-up (the scheduler's warmup_steps, the largest
+        # over phases), 0 = any step.
+        "average_min_step": None,
+        # Initialise the model, before training starts (never when resuming), from another exp's
+        # model.pt: an exp dir or a checkpoint file. init_keys: regex (or list of regexes) of the
+        # parameter names to take, null = all; init_exclude: regex (or list) of names to leave out.
+        # Loaded, skipped and shape-mismatched names are logged; nothing loaded is an error.
+        "init_from": None,
+        "init_keys": None,
+        "init_exclude": None,
     },
     "valid": {"metric": "loss", "mode": "min", "patience": None},
 }
@@ -156,12 +183,46 @@ def parse_overrides(args: Sequence[str]) -> List[tuple]:
     return out
 
 
+#: sections that may be a mapping phase -> conf for multi-optimizer models
+PHASED_SECTIONS = ("optim", "scheduler")
+
+
+def is_phased(section: Any, name: str = "optim") -> bool:
+    """True when an ``optim``/``scheduler`` section is a mapping phase -> conf.
+
+    A section mixing phase mappings with plain keys (``{lr: 1e-3, generator: {...}}``) is an error.
+    """
+    if not isinstance(section, Mapping):
+        return False
+    nested = [k for k, v in section.items() if isinstance(v, Mapping)]
+    if not nested:
+        return False
+    plain = [k for k, v in section.items() if not isinstance(v, Mapping)]
+    if plain:
+        raise ConfigError(f"{name} mixes per-phase confs ({', '.join(map(str, nested))}) with plain keys "
+                          f"({', '.join(map(str, plain))}): give either one conf or a mapping phase -> conf")
+    return True
+
+
+def _expand_phased(conf: Dict[str, Any]) -> None:
+    """Fill every phase conf of a phased ``optim``/``scheduler`` with the section's defaults."""
+    for sec in PHASED_SECTIONS:
+        if is_phased(conf.get(sec), sec):
+            conf[sec] = {p: deep_merge(DEFAULTS[sec], v) for p, v in conf[sec].items()}
+
+
 def validate_config(conf: Mapping) -> None:
     """Reject keys that are not in :data:`DEFAULTS` (outside the open sections) and bad enum values."""
     allowed = set(flatten_keys(DEFAULTS))
+    for sec in PHASED_SECTIONS:
+        is_phased(conf.get(sec), sec)
     for key in flatten_keys(conf):
         if _is_open(key) or key in allowed:
             continue
+        parts = key.split(".")
+        if parts[0] in PHASED_SECTIONS and is_phased(conf[parts[0]], parts[0]) and (
+                len(parts) == 2 or ".".join([parts[0]] + parts[2:]) in allowed):
+            continue  # optim.<phase>, optim.<phase>.<key>
         raise ConfigError(f"unknown config key {key!r}; valid keys are:\n  " + "\n  ".join(sorted(allowed)))
     if "name" not in conf.get("model", {}):
         raise ConfigError("model.name is required")
@@ -204,14 +265,20 @@ def load_config(path: Optional[str] = None, overrides: Sequence = ()) -> Dict[st
             file_conf = yaml.safe_load(f) or {}
         if not isinstance(file_conf, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-        validate_config(deep_merge(DEFAULTS, file_conf))
         if "model" in file_conf:  # model kwargs come only from the file, not the placeholder default
             conf["model"] = {}
+        for sec in PHASED_SECTIONS:  # a per-phase section replaces the single-optimizer default
+            if is_phased(file_conf.get(sec), f"{path}: {sec}"):
+                conf[sec] = {}
         conf = deep_merge(conf, file_conf)
+        _expand_phased(conf)
+        # model.name may still come from an override
+        validate_config(dict(conf, model=dict({"name": None}, **conf["model"])))
     if overrides and isinstance(overrides[0], str):
         overrides = parse_overrides(overrides)
     for key, value in overrides:
         apply_override(conf, key, value)
+    _expand_phased(conf)
     validate_config(conf)
     return conf
 

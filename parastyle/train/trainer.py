@@ -5,6 +5,21 @@ Model interface: ``out = model(batch)`` returns ``{"losses": {name: scalar tenso
 metric, validates, checkpoints and resumes. Optional hook: ``model.on_step(step, total_steps)``
 is called before each optimizer step (``step`` = updates already made).
 
+Multi-optimizer models (GAN vocoder: generator + discriminators) declare the phases of one
+training step and their disjoint parameter sets::
+
+    train_phases = ("discriminator", "generator")     # update order inside one step
+    def phase_parameters(self, phase) -> list of nn.Parameter
+    def forward(self, batch, phase=None, cache=None) -> {"losses", "metrics", "cache" (optional)}
+
+``optim`` is then a mapping phase -> optimizer conf and ``scheduler`` one conf (for each phase)
+or a mapping phase -> conf. One step runs, for each phase in order: ``out = model(batch,
+phase=p, cache=<previous phase's out["cache"]>)``, backward of the sum of ``out["losses"]``,
+clipping (``train.grad_clip``) of that phase's parameters, a step of that phase's optimizer
+only, then every gradient is zeroed; each phase's scheduler steps once per step. Validation
+calls ``model(batch)`` (phase None) in eval mode. ``train.accum_grad`` must be 1. Checkpoints
+hold every phase's optimizer and scheduler; resume is exact.
+
 Exp dir layout::
 
     config.yaml       resolved config + ``_run`` (git commit, versions, device, data paths)
@@ -37,7 +52,7 @@ from parastyle.fileio import DataError, atomic_write
 from parastyle.models import build_model
 from parastyle.train import checkpoint as ckpt
 from parastyle.train.build import build_dataloader, build_task_info
-from parastyle.train.config import environment_info, save_config
+from parastyle.train.config import ConfigError, environment_info, is_phased, save_config
 from parastyle.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from parastyle.train.optim import build_optimizer, build_scheduler
 
@@ -82,6 +97,22 @@ def _resolve_device(config: Dict[str, Any], info: DistInfo) -> torch.device:
 
 def _scalar(v) -> float:
     return float(v.detach().float().item()) if torch.is_tensor(v) else float(v)
+
+
+def nonfinite_inputs(batch: Dict[str, Any]) -> Dict[str, List[str]]:
+    """``{batch key: [utterance ids]}`` of the utterances whose floating-point inputs hold NaN/inf.
+
+    Every floating tensor of the batch whose first dimension is the batch size is checked row by row.
+    """
+    utts = list(batch.get("utt_ids") or [])
+    out: Dict[str, List[str]] = {}
+    for key, v in batch.items():
+        if not torch.is_tensor(v) or not v.is_floating_point() or v.dim() == 0 or v.shape[0] != len(utts):
+            continue
+        bad = ~torch.isfinite(v.detach().reshape(v.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            out[key] = [utts[i] for i in torch.nonzero(bad).flatten().tolist()]
+    return out
 
 
 class Trainer:
@@ -156,9 +187,18 @@ class Trainer:
         torch.manual_seed(seed)
         model = build_model(config["model"], self.task).to(self.device)
         self.model = model
-        if self.dist.enabled:
+        self.phases = self._model_phases(model)
+        if self.dist.enabled and self.phases is None:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        elif self.dist.enabled:
+            # Phased models are not wrapped in DDP: a phase's backward may run through the previous
+            # phase's cache (e.g. the generated waveform), which DDP's per-forward reduction cannot
+            # follow. Rank 0's weights are broadcast once and each phase's gradients are averaged over
+            # ranks explicitly (_allreduce_grads) before clipping and the optimizer step.
+            for t in model.state_dict().values():
+                torch.distributed.broadcast(t, src=0)
+            self.ddp = model
         else:
             self.ddp = model
         # training randomness (dropout, ...) differs per rank, reproducibly
@@ -180,9 +220,7 @@ class Trainer:
             self.total_steps = int(tc["max_steps"])
         else:
             self.total_steps = int(math.ceil(float(tc["max_epochs"]) * sampler.num_batches() / self.accum))
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(params, config["optim"])
-        self.scheduler = build_scheduler(self.optimizer, config["scheduler"], self.total_steps)
+        self._build_optimizers()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.step = 0
@@ -204,6 +242,108 @@ class Trainer:
         self._resume()
         barrier(self.dist)
 
+    # ------------------------------------------------------------------ optimizers (one, or one per phase)
+    def _model_phases(self, model) -> Optional[tuple]:
+        """The model's ``train_phases`` (checked), or None for a single-optimizer model."""
+        phases = getattr(model, "train_phases", None)
+        name = self.config["model"]["name"]
+        if phases is None:
+            if is_phased(self.config["optim"], "optim"):
+                raise ConfigError(f"optim is a mapping phase -> conf ({', '.join(self.config['optim'])}) but model "
+                                  f"{name!r} has no train_phases: give one optimizer conf")
+            if is_phased(self.config["scheduler"], "scheduler"):
+                raise ConfigError(f"scheduler is a mapping phase -> conf but model {name!r} has no train_phases: "
+                                  f"give one scheduler conf")
+            return None
+        phases = tuple(phases)
+        if not phases or len(set(phases)) != len(phases) or not all(isinstance(p, str) and p for p in phases):
+            raise TrainingError(f"model {name!r}: train_phases must be distinct non-empty names, got {phases!r}")
+        if not hasattr(model, "phase_parameters"):
+            raise TrainingError(f"model {name!r} declares train_phases {phases} but no phase_parameters(phase)")
+        if int(self.tc["accum_grad"]) != 1:
+            raise ConfigError(f"train.accum_grad is {self.tc['accum_grad']} but model {name!r} trains in phases "
+                              f"{phases}: gradient accumulation is not supported with several optimizers; "
+                              f"set train.accum_grad: 1 (raise data.max_frames / data.batch_size instead)")
+        for sec in ("optim", "scheduler"):
+            conf = self.config[sec]
+            if not is_phased(conf, sec):
+                if sec == "optim":
+                    raise ConfigError(f"model {name!r} trains in phases {phases}: optim must be a mapping phase -> "
+                                      f"optimizer conf, e.g. optim: {{{phases[0]}: {{name: adamw, lr: 2.0e-4}}, ...}}")
+                continue
+            missing, extra = [p for p in phases if p not in conf], [p for p in conf if p not in phases]
+            if missing or extra:
+                raise ConfigError(f"{sec} phases {sorted(conf)} do not match model {name!r} train_phases "
+                                  f"{list(phases)} (missing: {missing}, unknown: {extra})")
+        return phases
+
+    def _phase_params(self) -> Dict[str, List[torch.nn.Parameter]]:
+        """Trainable parameters of each phase, checked to be disjoint and to cover the model."""
+        name = self.config["model"]["name"]
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        owner: Dict[int, str] = {}
+        out: Dict[str, List[torch.nn.Parameter]] = {}
+        for phase in self.phases:
+            params = [p for p in self.model.phase_parameters(phase) if p.requires_grad]
+            if not params:
+                raise TrainingError(f"model {name!r}: phase {phase!r} has no trainable parameter")
+            for p in params:
+                if id(p) not in names:
+                    raise TrainingError(f"model {name!r}: phase_parameters({phase!r}) returned a parameter that is "
+                                        f"not one of the model's")
+                if id(p) in owner and owner[id(p)] != phase:
+                    raise TrainingError(f"model {name!r}: parameter {names[id(p)]} is in phases {owner[id(p)]!r} "
+                                        f"and {phase!r}; phase parameter sets must be disjoint")
+                owner[id(p)] = phase
+            out[phase] = list({id(p): p for p in params}.values())
+        orphans = [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in owner]
+        if orphans:
+            raise TrainingError(f"model {name!r}: {len(orphans)} trainable parameter(s) belong to no phase and would "
+                                f"never be updated: {orphans[:10]} (add them to a phase or set requires_grad False)")
+        return out
+
+    def _build_optimizers(self) -> None:
+        config = self.config
+        if self.phases is None:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            self.optimizer = build_optimizer(params, config["optim"])
+            self.scheduler = build_scheduler(self.optimizer, config["scheduler"], self.total_steps)
+            self.optimizers = {"": self.optimizer}
+            self.schedulers = {"": self.scheduler}
+            self.phase_params = {"": params}
+            return
+        self.phase_params = self._phase_params()
+        sc = config["scheduler"]
+        phased_sched = is_phased(sc, "scheduler")
+        self.optimizers, self.schedulers = {}, {}
+        for phase in self.phases:
+            opt = build_optimizer(self.phase_params[phase], config["optim"][phase])
+            self.optimizers[phase] = opt
+            self.schedulers[phase] = build_scheduler(opt, sc[phase] if phased_sched else sc, self.total_steps)
+        self.optimizer, self.scheduler = self.optimizers[self.phases[0]], self.schedulers[self.phases[0]]
+
+    def _optim_state(self) -> Dict[str, Any]:
+        if self.phases is None:
+            return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        return {"optimizer": {p: o.state_dict() for p, o in self.optimizers.items()},
+                "scheduler": {p: s.state_dict() for p, s in self.schedulers.items()}}
+
+    def _load_optim_state(self, state: Dict[str, Any], path) -> None:
+        if self.phases is None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            return
+        saved = state["optimizer"]
+        if not isinstance(saved, dict) or set(saved) != set(self.phases) or set(state["scheduler"]) != set(self.phases):
+            raise TrainingError(f"{path}: optimizer states {sorted(saved) if isinstance(saved, dict) else '?'} do not "
+                                f"match the model's train_phases {list(self.phases)}")
+        for p in self.phases:
+            self.optimizers[p].load_state_dict(saved[p])
+            self.schedulers[p].load_state_dict(state["scheduler"][p])
+
+    def _lrs(self) -> Dict[str, float]:
+        return {p: o.param_groups[0]["lr"] for p, o in self.optimizers.items()}
+
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> Dict[str, Any]:
         rng = ckpt.get_rng_state()
@@ -215,8 +355,7 @@ class Trainer:
             rng_all = [rng]
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            **self._optim_state(),
             "scaler": self.scaler.state_dict(),
             "sampler": {"epoch": self.epoch, "position": self.position},
             "rng": rng_all,
@@ -251,8 +390,7 @@ class Trainer:
             return
         path, state = found
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self._load_optim_state(state, path)
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.epoch = int(state["sampler"]["epoch"])
@@ -340,16 +478,77 @@ class Trainer:
             self._tb = SummaryWriter(str(self.exp_dir / "tensorboard"))
         return self._tb
 
-    def _check_finite(self, total: torch.Tensor, losses: Dict[str, torch.Tensor], batch) -> None:
+    def _check_finite(self, total: torch.Tensor, losses: Dict[str, torch.Tensor], batch,
+                      phase: Optional[str] = None) -> None:
         bad = torch.tensor([0.0 if bool(torch.isfinite(total.detach())) else 1.0])
         all_reduce_sum(bad, self.dist)
         if float(bad) > 0:
-            terms = ", ".join(f"{k}={_scalar(v):.4g}" for k, v in losses.items())
+            where = f"step {self.step + 1}" + (f", phase {phase!r}" if phase else "")
             if bool(torch.isfinite(total.detach())):
-                raise TrainingError(f"non-finite loss on another process at step {self.step + 1}; stopping")
-            raise TrainingError(
-                f"non-finite loss at step {self.step + 1} ({terms}); batch utterances: {batch['utt_ids']}. "
-                f"The last good checkpoint in {self.ckpt_dir} is kept; lower optim.lr or check these inputs.")
+                raise TrainingError(f"non-finite loss on another process at {where}; stopping")
+            terms = ", ".join(f"{k}={_scalar(v):.4g}" for k, v in losses.items())
+            bad_in = nonfinite_inputs(batch)
+            if bad_in:
+                culprits = sorted({u for us in bad_in.values() for u in us})
+                detail = "; ".join(f"{k}: {us}" for k, us in bad_in.items())
+                inputs = (f"non-finite input values (NaN/inf) in {len(culprits)} utterance(s) of the batch: "
+                          f"{detail}; fix or remove these utterances (their features) and rerun")
+            else:
+                inputs = (f"every input of the batch is finite, so the model diverged on it (lower optim.lr, "
+                          f"set train.grad_clip); batch utterances: {batch['utt_ids']}")
+            raise TrainingError(f"non-finite loss at {where} ({terms}); {inputs}. "
+                                f"The last good checkpoint in {self.ckpt_dir} is kept.")
+
+    def _phased_step(self, batch, clip, acc_terms: Dict[str, float]) -> tuple:
+        """One training step of a multi-optimizer model (see the module docstring); returns
+        ``(sum of the phases' total losses, utterances in the batch)``."""
+        cache = None
+        step_loss = 0.0
+        for phase in self.phases:
+            with self._autocast():
+                out = self.ddp(batch, phase=phase, cache=cache)
+            losses = out["losses"]
+            if not losses:
+                raise TrainingError(f"model {self.config['model']['name']!r} returned no loss in phase {phase!r}")
+            total = sum(losses.values())
+            self._check_finite(total, losses, batch, phase)
+            opt = self.optimizers[phase]
+            self.scaler.scale(total).backward()
+            if self.dist.enabled:
+                self._allreduce_grads(self.phase_params[phase])
+            self.scaler.unscale_(opt)
+            if clip:
+                torch.nn.utils.clip_grad_norm_(self.phase_params[phase], float(clip))
+            self.scaler.step(opt)
+            self.model.zero_grad(set_to_none=True)       # the next phase starts from zero gradients
+            cache = out.get("cache")
+            value = _scalar(total)
+            step_loss += value
+            for k, v in losses.items():
+                acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
+            for k, v in out.get("metrics", {}).items():
+                acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
+            acc_terms[f"loss_{phase}"] = acc_terms.get(f"loss_{phase}", 0.0) + value
+        acc_terms["loss"] = acc_terms.get("loss", 0.0) + step_loss
+        del cache
+        self.scaler.update()
+        for sched in self.schedulers.values():
+            sched.step()
+        return step_loss, len(batch["utt_ids"])
+
+    def _allreduce_grads(self, params: List[torch.nn.Parameter]) -> None:
+        """Average the gradients of ``params`` over ranks (a missing gradient counts as zero)."""
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+        flat /= self.dist.world_size
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+            offset += n
 
     def _finish(self) -> None:
         """Average the best checkpoints into model.pt and write the done marker."""
@@ -410,34 +609,39 @@ class Trainer:
                 if micro == 0 and hasattr(self.model, "on_step"):
                     self.model.on_step(self.step, self.total_steps)
                 batch = move_batch(batch, self.device)
-                sync = micro + 1 == self.accum or not self.dist.enabled
-                ctx = nullcontext() if sync else self.ddp.no_sync()
-                with ctx:
-                    with self._autocast():
-                        out = self.ddp(batch)
-                    losses = out["losses"]
-                    total = sum(losses.values())
-                    self._check_finite(total, losses, batch)
-                    self.scaler.scale(total / self.accum).backward()
-                step_loss += _scalar(total) / self.accum
-                for k, v in losses.items():
-                    acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
-                acc_terms["loss"] = acc_terms.get("loss", 0.0) + _scalar(total)
-                for k, v in out.get("metrics", {}).items():
-                    acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
-                acc_count += 1
-                acc_utts += len(batch["utt_ids"]) * self.dist.world_size
-                micro += 1
-                if micro < self.accum:
-                    continue
-                # ---- optimizer step
-                self.scaler.unscale_(self.optimizer)
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scheduler.step()
+                if self.phases is not None:
+                    step_loss, n_utts = self._phased_step(batch, clip, acc_terms)
+                    acc_count += 1
+                    acc_utts += n_utts * self.dist.world_size
+                else:
+                    sync = micro + 1 == self.accum or not self.dist.enabled
+                    ctx = nullcontext() if sync else self.ddp.no_sync()
+                    with ctx:
+                        with self._autocast():
+                            out = self.ddp(batch)
+                        losses = out["losses"]
+                        total = sum(losses.values())
+                        self._check_finite(total, losses, batch)
+                        self.scaler.scale(total / self.accum).backward()
+                    step_loss += _scalar(total) / self.accum
+                    for k, v in losses.items():
+                        acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
+                    acc_terms["loss"] = acc_terms.get("loss", 0.0) + _scalar(total)
+                    for k, v in out.get("metrics", {}).items():
+                        acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
+                    acc_count += 1
+                    acc_utts += len(batch["utt_ids"]) * self.dist.world_size
+                    micro += 1
+                    if micro < self.accum:
+                        continue
+                    # ---- optimizer step
+                    self.scaler.unscale_(self.optimizer)
+                    if clip:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scheduler.step()
                 self.step += 1
                 self.history.append((self.step, step_loss))
                 micro, step_loss = 0, 0.0
@@ -445,12 +649,14 @@ class Trainer:
                 if self.step % log_every == 0 and self.dist.is_main:
                     dt = max(time.time() - t0, 1e-9)
                     tb = self._tensorboard()
-                    lr = self.optimizer.param_groups[0]["lr"]
+                    lrs = self._lrs()
                     for k, v in acc_terms.items():
                         tb.add_scalar(f"train/{k}", v / acc_count, self.step)
-                    tb.add_scalar("train/lr", lr, self.step)
+                    for p, lr in lrs.items():
+                        tb.add_scalar(f"train/lr_{p}" if p else "train/lr", lr, self.step)
                     tb.add_scalar("train/utts_per_s", acc_utts / dt, self.step)
-                    logger.info("step %d epoch %d lr %.3g %s utts/s %.1f", self.step, self.epoch, lr,
+                    lr_text = " ".join(f"lr_{p} {lr:.3g}" if p else f"lr {lr:.3g}" for p, lr in lrs.items())
+                    logger.info("step %d epoch %d %s %s utts/s %.1f", self.step, self.epoch, lr_text,
                                 " ".join(f"{k}={v / acc_count:.4f}" for k, v in sorted(acc_terms.items())),
                                 acc_utts / dt)
                     bar.set_postfix(loss=f"{acc_terms['loss'] / acc_count:.3f}")
