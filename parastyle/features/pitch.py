@@ -1,0 +1,54 @@
+"""F0 and energy per mel frame (targets of the TTS variance predictors, and F0 statistics).
+
+Frames follow the centred log-mel front-end (:class:`parastyle.features.frontend.LogMel`):
+frame ``t`` is centred on sample ``t * hop``, ``T = 1 + S // hop``.
+
+- :func:`f0_per_frame`: WORLD's DIO + StoneMask (``pyworld``) at exactly those frame centres;
+  0 on unvoiced frames (Hz).
+- :func:`energy_per_frame`: L2 norm over frequency of the STFT magnitude of each frame (the
+  FastSpeech 2 energy), with the front-end's ``n_fft`` / ``win_length`` / ``hop`` and Hann window.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def num_frames(num_samples: int, hop: int) -> int:
+    return 1 + int(num_samples) // int(hop)
+
+
+def f0_per_frame(wav, sr: int, hop: int, f0_floor: float = 60.0, f0_ceil: float = 800.0) -> np.ndarray:
+    """F0 in Hz ``(T,)`` float32 at the frame centres ``t * hop / sr``; 0 = unvoiced.
+
+    ``wav``: mono ``(S,)`` float array or tensor. Uses WORLD (pyworld) DIO for the raw
+    contour and StoneMask to refine it.
+    """
+    import pyworld
+    x = wav.detach().cpu().numpy() if torch.is_tensor(wav) else np.asarray(wav)
+    if x.ndim != 1:
+        raise ValueError(f"f0_per_frame expects a mono waveform (S,), got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError("f0_per_frame: empty waveform")
+    x = x.astype(np.float64)
+    t_frames = num_frames(x.size, hop)
+    period_ms = 1000.0 * hop / sr
+    f0, t = pyworld.dio(x, sr, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=period_ms)
+    # DIO's frame times are n * period; pin them to the front-end's centres and count
+    t = np.arange(t_frames, dtype=np.float64) * hop / sr
+    if f0.size < t_frames:
+        f0 = np.pad(f0, (0, t_frames - f0.size))
+    f0 = pyworld.stonemask(x, np.ascontiguousarray(f0[:t_frames]), t, sr)
+    return f0.astype(np.float32)
+
+
+def energy_per_frame(wav, n_fft: int = 1024, hop: int = 256, win_length: int = 1024) -> np.ndarray:
+    """Frame energy ``(T,)`` float32: ``||STFT magnitude||_2`` per centred frame (reflect padding)."""
+    x = wav if torch.is_tensor(wav) else torch.as_tensor(np.asarray(wav))
+    x = x.float()
+    if x.dim() != 1:
+        raise ValueError(f"energy_per_frame expects a mono waveform (S,), got shape {tuple(x.shape)}")
+    spec = torch.stft(x, n_fft=n_fft, hop_length=hop, win_length=win_length,
+                      window=torch.hann_window(win_length), center=True, pad_mode="reflect",
+                      return_complex=True).abs()
+    return torch.linalg.vector_norm(spec, dim=0).numpy().astype(np.float32)

@@ -1,0 +1,240 @@
+"""Style-conditioned non-autoregressive acoustic model (``model.name: fastspeech_style``).
+
+phones --embedding + style--> FFT encoder ``h`` (B, N, H)
+  - alignment: ``mu = W h`` in normalised mel space; monotonic alignment search over the Gaussian
+    log-likelihood ``log N(y_t; mu_n, I)`` gives hard durations (Glow-TTS / Grad-TTS); the prior loss
+    ``0.5 ||y_t - mu_a(t)||^2`` trains ``mu`` (and the encoder) to explain the frames;
+  - duration predictor on ``h`` (detached, as Glow-TTS) regresses ``log(1 + d)`` of the MAS durations;
+  - pitch / energy predictors regress the per-phone mean of log-F0 (voiced frames) and log-energy
+    under the MAS durations, normalised by the config's mean/std; the targets (training) or the
+    predictions (inference) are embedded (1-D conv, FastPitch) and added to ``h``;
+  - length regulation repeats ``h`` by the durations; an FFT decoder predicts the log-mel (L1 loss).
+Style: ``style.type: vector`` -> ``LayerNorm + Linear`` of the style vector to ``cond_dim`` channels
+(the ParaMETA authors' conditioning); ``speaker`` -> a speaker embedding table of the training speakers.
+The conditioning is added to the phone embeddings and applied by FiLM in every FFT block and
+variance predictor. The model predicts the front-end's raw log-mel (what the vocoder consumes):
+internally ``(mel - mel_mean) / mel_std``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from parastyle.fileio import DataError
+from parastyle.models import MODELS
+from parastyle.nn.tts_blocks import (FFTStack, StyleConditioner, VariancePredictor, average_by_duration,
+                                     gaussian_log_likelihood, length_regulate, monotonic_alignment,
+                                     sequence_mask)
+
+LOG_ENERGY_FLOOR = 1e-4
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype)
+    while m.dim() < x.dim():
+        m = m.unsqueeze(-1)
+    denom = m.expand_as(x).sum().clamp(min=1.0)
+    return (x * m).sum() / denom
+
+
+@MODELS.register("fastspeech_style")
+class FastSpeechStyle(nn.Module):
+    def __init__(self, num_phones: int, n_mels: int = 80, hidden: int = 192, filter_size: int = 768, heads: int = 2,
+                 encoder_layers: int = 6, decoder_layers: int = 6, kernel_size: int = 3, dropout: float = 0.1,
+                 cond_dim: int = 256, style_type: str = "vector", style_dim: int = 768,
+                 speakers: Optional[Sequence[str]] = None, variance_filter: int = 256, variance_kernel: int = 3,
+                 mel_mean: float = -6.0, mel_std: float = 2.5, pitch_mean: float = 5.3, pitch_std: float = 0.35,
+                 energy_mean: float = 1.0, energy_std: float = 2.0,
+                 loss_weights: Optional[Mapping[str, float]] = None):
+        super().__init__()
+        if style_type not in ("vector", "speaker"):
+            raise ValueError(f"fastspeech_style: style.type must be vector or speaker, got {style_type!r}")
+        self.n_mels, self.hidden, self.style_type = int(n_mels), int(hidden), style_type
+        self.norm = dict(mel=(float(mel_mean), float(mel_std)), pitch=(float(pitch_mean), float(pitch_std)),
+                         energy=(float(energy_mean), float(energy_std)))
+        weights = {"mel": 1.0, "prior": 1.0, "duration": 1.0, "pitch": 1.0, "energy": 1.0}
+        unknown = set(loss_weights or {}) - set(weights)
+        if unknown:
+            raise ValueError(f"fastspeech_style: unknown loss_weights {sorted(unknown)} (known: {sorted(weights)})")
+        weights.update({k: float(v) for k, v in (loss_weights or {}).items()})
+        self.loss_weights = weights
+        self.embed = nn.Embedding(num_phones, hidden, padding_idx=0)
+        nn.init.normal_(self.embed.weight, 0.0, hidden ** -0.5)
+        if style_type == "vector":
+            self.style_dim = int(style_dim)
+            self.conditioner = StyleConditioner(self.style_dim, cond_dim)
+            self.speakers = None
+        else:
+            if not speakers:
+                raise ValueError("fastspeech_style with style.type speaker needs the training speakers")
+            self.speakers = list(speakers)
+            self.speaker_index = {s: i for i, s in enumerate(self.speakers)}
+            self.conditioner = nn.Embedding(len(self.speakers), cond_dim)
+        self.cond_to_hidden = nn.Linear(cond_dim, hidden)
+        self.encoder = FFTStack(hidden, filter_size, heads, encoder_layers, kernel_size, dropout, cond_dim)
+        self.mu = nn.Linear(hidden, n_mels)
+        self.duration = VariancePredictor(hidden, variance_filter, variance_kernel, dropout, cond_dim)
+        self.pitch = VariancePredictor(hidden, variance_filter, variance_kernel, dropout, cond_dim)
+        self.energy = VariancePredictor(hidden, variance_filter, variance_kernel, dropout, cond_dim)
+        self.pitch_embed = nn.Conv1d(1, hidden, 3, padding=1)
+        self.energy_embed = nn.Conv1d(1, hidden, 3, padding=1)
+        self.decoder = FFTStack(hidden, filter_size, heads, decoder_layers, kernel_size, dropout, cond_dim)
+        self.mel_out = nn.Linear(hidden, n_mels)
+
+    @classmethod
+    def from_config(cls, conf: Mapping[str, Any], task) -> "FastSpeechStyle":
+        from parastyle.text.phonemes import PhoneVocab
+        conf = dict(conf)
+        style = dict(conf.pop("style", None) or {"type": "vector", "dim": 768})
+        if not task.lang_dir:
+            raise DataError("fastspeech_style needs the exp's lang dir (data/lang with phones.txt)")
+        vocab = PhoneVocab.read(Path(task.lang_dir) / "phones.txt")
+        if task.feat_dim != conf.get("n_mels", task.feat_dim):
+            raise DataError(f"fastspeech_style: features have {task.feat_dim} bins but model.n_mels is {conf['n_mels']}")
+        conf["n_mels"] = task.feat_dim
+        kind = style.get("type", "vector")
+        return cls(num_phones=len(vocab), style_type=kind, style_dim=int(style.get("dim", 768)),
+                   speakers=task.speakers if kind == "speaker" else None, **conf)
+
+    # ------------------------------------------------------------------ pieces
+    def condition(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """``(B, cond_dim)`` from ``batch["style"] (B, S)`` or ``batch["speakers"]``."""
+        if self.style_type == "vector":
+            style = batch.get("style")
+            if style is None:
+                raise DataError("fastspeech_style (style.type vector) needs style vectors in the batch "
+                                "(data.style.type: vector and a style.scp per data dir)")
+            if style.dim() != 2 or style.shape[1] != self.style_dim:
+                raise DataError(f"fastspeech_style expects style vectors of size {self.style_dim}, got shape "
+                                f"{tuple(style.shape)}")
+            return self.conditioner(style.float())
+        idx = []
+        for u, s in zip(batch.get("utt_ids", [""] * len(batch["speakers"])), batch["speakers"]):
+            if s not in self.speaker_index:
+                raise DataError(f"utterance {u!r}: speaker {s!r} is not in the model's speaker table "
+                                f"({len(self.speakers)} training speakers)")
+            idx.append(self.speaker_index[s])
+        return self.conditioner(torch.tensor(idx, device=self.embed.weight.device))
+
+    def encode(self, phones: torch.Tensor, phone_mask: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = self.embed(phones) * math.sqrt(self.hidden) + self.cond_to_hidden(cond).unsqueeze(1)
+        return self.encoder(x, phone_mask, cond)
+
+    def _norm(self, kind: str, x: torch.Tensor) -> torch.Tensor:
+        m, s = self.norm[kind]
+        return (x - m) / s
+
+    def _denorm(self, kind: str, x: torch.Tensor) -> torch.Tensor:
+        m, s = self.norm[kind]
+        return x * s + m
+
+    def variance_targets(self, f0: torch.Tensor, energy: torch.Tensor, durations: torch.Tensor, phone_mask):
+        """Normalised per-phone pitch / energy targets ``(B, N)`` from frame F0 (Hz, 0 = unvoiced) and energy:
+        mean log-F0 over the phone's voiced frames (0 when it has none), mean log-energy."""
+        lf0 = torch.where(f0 > 0, torch.log(f0.clamp(min=1.0)), torch.zeros_like(f0))
+        p = average_by_duration(lf0, durations, ignore_zero=True)
+        p = torch.where(p > 0, self._norm("pitch", p), torch.zeros_like(p))
+        le = torch.log(energy.clamp(min=0) + LOG_ENERGY_FLOOR)
+        frame_valid = torch.arange(f0.shape[1], device=f0.device)[None, :] < durations.sum(1, keepdim=True)
+        e = average_by_duration(torch.where(frame_valid, le, torch.zeros_like(le)), durations)
+        e = torch.where(durations > 0, self._norm("energy", e), torch.zeros_like(e))
+        m = phone_mask.to(p.dtype)
+        return p * m, e * m
+
+    def _add_variance(self, h: torch.Tensor, pitch: torch.Tensor, energy: torch.Tensor, phone_mask) -> torch.Tensor:
+        m = phone_mask.unsqueeze(-1).to(h.dtype)
+        pe = self.pitch_embed(pitch.unsqueeze(1)).transpose(1, 2)
+        ee = self.energy_embed(energy.unsqueeze(1)).transpose(1, 2)
+        return (h + pe + ee) * m
+
+    def decode(self, h: torch.Tensor, durations: torch.Tensor, cond: torch.Tensor, max_frames: Optional[int] = None):
+        frames, lens = length_regulate(h, durations, max_frames)
+        fmask = sequence_mask(lens, frames.shape[1])
+        out = self.mel_out(self.decoder(frames, fmask, cond)) * fmask.unsqueeze(-1).to(frames.dtype)
+        return out, lens, fmask
+
+    @torch.no_grad()
+    def align(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """MAS durations ``(B, N)`` of the batch's phones against its reference log-mel (copy synthesis)."""
+        pmask = sequence_mask(batch["phone_lens"], batch["phones"].shape[1])
+        cond = self.condition(batch)
+        h = self.encode(batch["phones"], pmask, cond)
+        y = self._norm("mel", batch["feats"])
+        path = monotonic_alignment(gaussian_log_likelihood(y, self.mu(h)), pmask, batch["mask"])
+        return path.sum(-1).long()
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+        phones, plens = batch["phones"], batch["phone_lens"]
+        pmask = sequence_mask(plens, phones.shape[1])
+        fmask = batch["mask"]
+        y = self._norm("mel", batch["feats"]) * fmask.unsqueeze(-1).to(batch["feats"].dtype)
+        cond = self.condition(batch)
+        h = self.encode(phones, pmask, cond)
+        mu = self.mu(h)
+        path = monotonic_alignment(gaussian_log_likelihood(y, mu), pmask, fmask)     # (B, N, T)
+        durations = path.sum(-1).long()
+        mu_y = torch.bmm(path.transpose(1, 2), mu)                                     # (B, T, D)
+        prior = _masked_mean(0.5 * ((y - mu_y) ** 2 + math.log(2 * math.pi)), fmask)
+        logd_pred = self.duration(h.detach(), pmask, cond)
+        logd = torch.log1p(durations.to(h.dtype))
+        dur_loss = _masked_mean((logd_pred - logd) ** 2, pmask)
+        p_tgt, e_tgt = self.variance_targets(batch["f0"], batch["energy"], durations, pmask)
+        p_pred, e_pred = self.pitch(h, pmask, cond), self.energy(h, pmask, cond)
+        pitch_loss = _masked_mean((p_pred - p_tgt) ** 2, pmask)
+        energy_loss = _masked_mean((e_pred - e_tgt) ** 2, pmask)
+        hv = self._add_variance(h, p_tgt, e_tgt, pmask)
+        mel, _, _ = self.decode(hv, durations, cond, max_frames=y.shape[1])
+        mel_l1 = _masked_mean((mel - y).abs(), fmask)
+        w = self.loss_weights
+        losses = {"mel": w["mel"] * mel_l1, "prior": w["prior"] * prior, "duration": w["duration"] * dur_loss,
+                  "pitch": w["pitch"] * pitch_loss, "energy": w["energy"] * energy_loss}
+        with torch.no_grad():
+            d_pred = torch.clamp(torch.round(torch.expm1(logd_pred)), min=1)
+            metrics = {"mel_l1": mel_l1.detach() * self.norm["mel"][1],
+                       "dur_mae": _masked_mean((d_pred - durations.to(d_pred.dtype)).abs(), pmask)}
+        return {"losses": losses, "metrics": metrics}
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def infer(self, phones: torch.Tensor, phone_lens: torch.Tensor, style: Optional[torch.Tensor] = None,
+              speakers: Optional[List[str]] = None, temperature_duration: float = 0.0,
+              temperature_pitch: float = 0.0, length_scale: float = 1.0,
+              generator: Optional[torch.Generator] = None, durations: Optional[torch.Tensor] = None,
+              max_frames: Optional[int] = None) -> Dict[str, torch.Tensor]:
+        """Log-mel ``(B, T, n_mels)`` (raw front-end scale), ``mel_lens (B,)``, ``durations (B, N)``.
+
+        Sampling noise for candidates: ``log(1 + d)`` and the normalised pitch of every phone get
+        ``temperature * (eps_utt + eps_phone) / sqrt(2)`` (standard normal draws from ``generator``:
+        one shift per utterance and one per phone). ``durations`` given (copy synthesis) replace
+        the predicted ones. Padded phones get duration 0.
+        """
+        batch = {"style": style, "speakers": speakers, "utt_ids": [""] * phones.shape[0]}
+        pmask = sequence_mask(phone_lens, phones.shape[1])
+        cond = self.condition(batch)
+        h = self.encode(phones, pmask, cond)
+
+        def noise(t):
+            b, n = phones.shape
+            eu = torch.randn(b, 1, generator=generator).to(h.device)
+            ep = torch.randn(b, n, generator=generator).to(h.device)
+            return t * (eu + ep) / math.sqrt(2.0)
+
+        if durations is None:
+            logd = self.duration(h, pmask, cond)
+            if temperature_duration > 0:
+                logd = logd + noise(temperature_duration)
+            durations = torch.clamp(torch.round(torch.expm1(logd) * length_scale), min=1).long()
+        durations = durations.long() * pmask.long()
+        p, e = self.pitch(h, pmask, cond), self.energy(h, pmask, cond)
+        if temperature_pitch > 0:
+            p = p + noise(temperature_pitch) * pmask.to(p.dtype)
+        hv = self._add_variance(h, p, e, pmask)
+        mel, lens, fmask = self.decode(hv, durations, cond, max_frames)
+        mel = self._denorm("mel", mel) * fmask.unsqueeze(-1).to(mel.dtype)
+        return {"mel": mel, "mel_lens": lens, "durations": durations, "pitch": p, "energy": e}

@@ -1,0 +1,194 @@
+"""Blocks of the non-autoregressive acoustic model: FFT blocks, variance predictors, length
+regulation, monotonic alignment search and the alignment-derived targets.
+
+Shapes: phones ``(B, N)``, hidden ``(B, N, H)``, frames ``(B, T, ...)``; masks are bool, True on
+valid positions. Every block zeroes padded positions of its output and never lets a padded
+position influence a valid one (attention masks padded keys, convolutions see zeros there, as
+they would see their own zero padding), so outputs on valid positions do not depend on padding.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sequence_mask(lengths: torch.Tensor, max_len: Optional[int] = None) -> torch.Tensor:
+    """``(B, max_len)`` bool, True where ``position < length``."""
+    max_len = int(lengths.max()) if max_len is None else int(max_len)
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def sinusoid_positions(length: int, dim: int, device=None) -> torch.Tensor:
+    """``(length, dim)`` sinusoidal position encoding (Transformer)."""
+    pos = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+    i = torch.arange(0, dim, 2, dtype=torch.float32, device=device)
+    angle = pos / torch.pow(10000.0, i / dim)
+    pe = torch.zeros(length, dim, device=device)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle[:, : dim // 2])
+    return pe
+
+
+class StyleConditioner(nn.Module):
+    """Style vector ``(B, S)`` -> conditioning ``(B, C)``: LayerNorm then Linear (as the ParaMETA
+    authors map their 768-d embedding to the 256 conditioning channels)."""
+
+    def __init__(self, style_dim: int, cond_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(style_dim)
+        self.proj = nn.Linear(style_dim, cond_dim)
+
+    def forward(self, style: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(style))
+
+
+class FiLM(nn.Module):
+    """``x * (1 + gamma(c)) + beta(c)``; initialised to the identity."""
+
+    def __init__(self, cond_dim: int, channels: int):
+        super().__init__()
+        self.proj = nn.Linear(cond_dim, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, cond: Optional[torch.Tensor]) -> torch.Tensor:
+        if cond is None:
+            return x
+        gamma, beta = self.proj(cond).unsqueeze(1).chunk(2, dim=-1)
+        return x * (1.0 + gamma) + beta
+
+
+class FFTBlock(nn.Module):
+    """Feed-forward Transformer block (FastSpeech): self-attention + 2-layer 1-D conv FFN, post-LN,
+    FiLM by the style conditioning after each sub-layer."""
+
+    def __init__(self, hidden: int, filter_size: int, heads: int, kernel_size: int, dropout: float,
+                 cond_dim: Optional[int] = None):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"FFTBlock kernel_size must be odd, got {kernel_size}")
+        self.attn = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(hidden)
+        self.conv1 = nn.Conv1d(hidden, filter_size, kernel_size, padding=kernel_size // 2)
+        self.conv2 = nn.Conv1d(filter_size, hidden, kernel_size, padding=kernel_size // 2)
+        self.norm2 = nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(dropout)
+        self.film1 = FiLM(cond_dim, hidden) if cond_dim else None
+        self.film2 = FiLM(cond_dim, hidden) if cond_dim else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(x.dtype)
+        x = x * m
+        a, _ = self.attn(x, x, x, key_padding_mask=~mask, need_weights=False)
+        x = self.norm1(x + self.drop(a))
+        if self.film1 is not None:
+            x = self.film1(x, cond)
+        x = x * m
+        mt = m.transpose(1, 2)
+        y = self.conv2(self.drop(F.relu(self.conv1(x.transpose(1, 2)))) * mt).transpose(1, 2)
+        x = self.norm2(x + self.drop(y))
+        if self.film2 is not None:
+            x = self.film2(x, cond)
+        return x * m
+
+
+class FFTStack(nn.Module):
+    """Position encoding + ``layers`` FFT blocks."""
+
+    def __init__(self, hidden: int, filter_size: int, heads: int, layers: int, kernel_size: int,
+                 dropout: float, cond_dim: Optional[int] = None):
+        super().__init__()
+        self.hidden = hidden
+        self.blocks = nn.ModuleList(FFTBlock(hidden, filter_size, heads, kernel_size, dropout, cond_dim)
+                                    for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = x + sinusoid_positions(x.shape[1], self.hidden, x.device).unsqueeze(0)
+        for b in self.blocks:
+            x = b(x, mask, cond)
+        return x
+
+
+class VariancePredictor(nn.Module):
+    """Two (conv1d -> ReLU -> LayerNorm -> dropout) layers, FiLM by the style, linear to one value
+    per position: ``(B, N, H) -> (B, N)``, 0 on padded positions."""
+
+    def __init__(self, hidden: int, filter_size: int, kernel_size: int, dropout: float,
+                 cond_dim: Optional[int] = None):
+        super().__init__()
+        self.conv1 = nn.Conv1d(hidden, filter_size, kernel_size, padding=kernel_size // 2)
+        self.norm1 = nn.LayerNorm(filter_size)
+        self.conv2 = nn.Conv1d(filter_size, filter_size, kernel_size, padding=kernel_size // 2)
+        self.norm2 = nn.LayerNorm(filter_size)
+        self.drop = nn.Dropout(dropout)
+        self.film = FiLM(cond_dim, filter_size) if cond_dim else None
+        self.out = nn.Linear(filter_size, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(x.dtype)
+        y = self.drop(self.norm1(F.relu(self.conv1((x * m).transpose(1, 2)).transpose(1, 2))))
+        if self.film is not None:
+            y = self.film(y, cond)
+        y = self.drop(self.norm2(F.relu(self.conv2((y * m).transpose(1, 2)).transpose(1, 2))))
+        return self.out(y).squeeze(-1) * mask.to(x.dtype)
+
+
+def alignment_from_durations(durations: torch.Tensor, max_frames: Optional[int] = None) -> torch.Tensor:
+    """Hard alignment ``(B, T, N)`` (1 where frame t belongs to phone n) from integer durations ``(B, N)``."""
+    durations = durations.long()
+    ends = torch.cumsum(durations, dim=1)                       # (B, N)
+    starts = ends - durations
+    total = int(ends[:, -1].max()) if max_frames is None else int(max_frames)
+    t = torch.arange(total, device=durations.device)[None, :, None]
+    return ((t >= starts[:, None, :]) & (t < ends[:, None, :])).float()
+
+
+def length_regulate(h: torch.Tensor, durations: torch.Tensor, max_frames: Optional[int] = None):
+    """Repeat phone states by their durations: ``h (B, N, H)``, ``durations (B, N)`` int ->
+    ``(frames (B, T, H), frame_lengths (B,))``; frames past an utterance's total are zero."""
+    attn = alignment_from_durations(durations, max_frames)
+    return torch.bmm(attn, h), durations.long().sum(1)
+
+
+def gaussian_log_likelihood(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """``log N(y_t; mu_n, I)`` for every frame/phone pair: ``y (B, T, D)``, ``mu (B, N, D)`` -> ``(B, N, T)``."""
+    d = y.shape[-1]
+    const = -0.5 * d * math.log(2 * math.pi)
+    yy = (y * y).sum(-1)                                        # (B, T)
+    mm = (mu * mu).sum(-1)                                      # (B, N)
+    cross = torch.bmm(mu, y.transpose(1, 2))                    # (B, N, T)
+    return const - 0.5 * (mm[:, :, None] - 2 * cross + yy[:, None, :])
+
+
+@torch.no_grad()
+def monotonic_alignment(log_p: torch.Tensor, phone_mask: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Monotonic alignment search (Glow-TTS): the monotonic, surjective path through
+    ``log_p (B, N, T)`` maximising the summed score, every phone at least one frame; returns the
+    hard path ``(B, N, T)`` (0/1). Uses the ``monotonic-alignment-search`` package (Cython).
+    Needs ``frames >= phones`` per utterance (ValueError otherwise)."""
+    from monotonic_alignment_search import maximum_path
+    n, t = phone_mask.sum(1), frame_mask.sum(1)
+    if bool((t < n).any()):
+        i = int(torch.nonzero(t < n)[0])
+        raise ValueError(f"monotonic alignment: item {i} has {int(t[i])} frames for {int(n[i])} phones "
+                         f"(needs at least one frame per phone)")
+    mask = phone_mask[:, :, None] & frame_mask[:, None, :]
+    return maximum_path(log_p.detach().float().contiguous(), mask.float()).to(log_p.dtype)
+
+
+def average_by_duration(values: torch.Tensor, durations: torch.Tensor, ignore_zero: bool = False) -> torch.Tensor:
+    """Per-phone mean of frame values ``(B, T)`` under integer ``durations (B, N)`` -> ``(B, N)``.
+
+    ``ignore_zero``: average only the non-zero frames (F0 of voiced frames); a phone with no
+    such frame gets 0. Phones of duration 0 get 0.
+    """
+    attn = alignment_from_durations(durations, values.shape[1])    # (B, T, N)
+    if ignore_zero:
+        attn = attn * (values != 0).to(attn.dtype)[:, :, None]
+    sums = torch.bmm(values.unsqueeze(1), attn).squeeze(1)          # (B, N)
+    counts = attn.sum(1)
+    return torch.where(counts > 0, sums / counts.clamp(min=1), torch.zeros_like(sums))

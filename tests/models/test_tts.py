@@ -1,0 +1,254 @@
+"""Acoustic model blocks and model: MAS vs a slow DP, length regulation, alignment targets,
+padding invariance, style conditioning, deterministic sampling."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from parastyle.fileio import DataError
+from parastyle.models.task import TaskInfo
+from parastyle.models.tts import FastSpeechStyle
+from parastyle.nn.tts_blocks import (StyleConditioner, alignment_from_durations, average_by_duration,
+                                     gaussian_log_likelihood, length_regulate, monotonic_alignment,
+                                     sequence_mask)
+
+
+def slow_mas(score):
+    """Brute-force DP over monotonic surjective paths: phone n covers frames [s_n, s_{n+1})."""
+    n, t = score.shape
+    best = {}
+    neg = -1e30
+    # q[i][j]: best score of aligning phones 0..i to frames 0..j with frame j on phone i
+    q = np.full((n, t), neg)
+    back = np.zeros((n, t), dtype=int)
+    for j in range(t):
+        for i in range(min(n, j + 1)):
+            if j == 0:
+                q[i, j] = score[0, 0] if i == 0 else neg
+                continue
+            stay = q[i, j - 1]
+            move = q[i - 1, j - 1] if i > 0 else neg
+            if stay >= move:
+                q[i, j], back[i, j] = stay + score[i, j], 0
+            else:
+                q[i, j], back[i, j] = move + score[i, j], 1
+    path = np.zeros((n, t))
+    i = n - 1
+    for j in range(t - 1, -1, -1):
+        path[i, j] = 1
+        if j > 0 and back[i, j] == 1:
+            i -= 1
+    assert i == 0
+    return path, q[n - 1, t - 1]
+
+
+def path_score(path, score):
+    return float((path * score).sum())
+
+
+def test_mas_matches_slow_dp():
+    g = torch.Generator().manual_seed(0)
+    for n, t in [(1, 4), (3, 3), (4, 9), (6, 17)]:
+        score = torch.randn(1, n, t, generator=g)
+        path = monotonic_alignment(score, torch.ones(1, n, dtype=torch.bool), torch.ones(1, t, dtype=torch.bool))[0]
+        ref, best = slow_mas(score[0].numpy())
+        assert path_score(path.numpy(), score[0].numpy()) == pytest.approx(best, abs=1e-4)
+        np.testing.assert_array_equal(path.numpy(), ref)
+        # monotonic, surjective, one phone per frame
+        assert (path.sum(0) == 1).all() and (path.sum(1) >= 1).all()
+
+
+def test_mas_respects_padding_and_refuses_too_few_frames():
+    g = torch.Generator().manual_seed(1)
+    score = torch.randn(2, 5, 12, generator=g)
+    pm = sequence_mask(torch.tensor([5, 3]), 5)
+    fm = sequence_mask(torch.tensor([12, 7]), 12)
+    path = monotonic_alignment(score, pm, fm)
+    ref, _ = slow_mas(score[1, :3, :7].numpy())
+    np.testing.assert_array_equal(path[1, :3, :7].numpy(), ref)
+    assert path[1, 3:].sum() == 0 and path[1, :, 7:].sum() == 0
+    with pytest.raises(ValueError, match="frames for"):
+        monotonic_alignment(score, pm, sequence_mask(torch.tensor([12, 2]), 12))
+
+
+def test_gaussian_log_likelihood_against_loop():
+    g = torch.Generator().manual_seed(2)
+    y, mu = torch.randn(2, 6, 4, generator=g), torch.randn(2, 3, 4, generator=g)
+    out = gaussian_log_likelihood(y, mu)
+    for b in range(2):
+        for n in range(3):
+            for t in range(6):
+                ref = -0.5 * float(((y[b, t] - mu[b, n]) ** 2).sum()) - 2 * math.log(2 * math.pi)
+                assert float(out[b, n, t]) == pytest.approx(ref, abs=1e-4)
+
+
+def test_length_regulation():
+    h = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2)
+    d = torch.tensor([[2, 0, 3], [1, 1, 0]])
+    out, lens = length_regulate(h, d)
+    assert lens.tolist() == [5, 2] and out.shape == (2, 5, 2)
+    ref0 = [h[0, 0]] * 2 + [h[0, 2]] * 3
+    torch.testing.assert_close(out[0], torch.stack(ref0))
+    torch.testing.assert_close(out[1, :2], torch.stack([h[1, 0], h[1, 1]]))
+    assert out[1, 2:].abs().sum() == 0
+
+
+def test_average_by_duration_against_loop():
+    g = torch.Generator().manual_seed(3)
+    vals = torch.rand(2, 10, generator=g) * 100
+    vals[0, 2:4] = 0.0                                   # unvoiced frames
+    vals[1, 5:] = 0.0
+    d = torch.tensor([[2, 2, 3, 3], [3, 2, 4, 0]])
+    for ignore_zero in (False, True):
+        out = average_by_duration(vals, d, ignore_zero=ignore_zero)
+        for b in range(2):
+            start = 0
+            for n in range(4):
+                seg = vals[b, start: start + int(d[b, n])].tolist()
+                start += int(d[b, n])
+                if ignore_zero:
+                    seg = [v for v in seg if v != 0]
+                ref = sum(seg) / len(seg) if seg else 0.0
+                assert float(out[b, n]) == pytest.approx(ref, abs=1e-4)
+    assert alignment_from_durations(d).sum(1).tolist() == [[2, 2, 3, 3], [3, 2, 4, 0]]
+
+
+def test_style_conditioner_is_layernorm_then_linear():
+    c = StyleConditioner(8, 4)
+    x = torch.randn(3, 8)
+    ref = c.proj.weight @ ((x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5)).T
+    torch.testing.assert_close(c(x), ref.T + c.proj.bias, atol=1e-5, rtol=1e-5)
+
+
+def tiny_model(tmp_path, style_type="vector", speakers=None):
+    lang = tmp_path / "lang"
+    lang.mkdir(exist_ok=True)
+    (lang / "phones.txt").write_text("\n".join(["<pad>", "<blank>", "<en>", "|", "a", "b", "c", "d"]) + "\n")
+    task = TaskInfo(feat_dim=8, speakers=speakers or ["s1", "s2"], lang_dir=str(lang))
+    conf = dict(hidden=16, filter_size=32, heads=2, encoder_layers=2, decoder_layers=1, kernel_size=3,
+                dropout=0.1, cond_dim=8, variance_filter=16, mel_mean=0.0, mel_std=1.0,
+                style={"type": style_type, "dim": 6})
+    torch.manual_seed(0)
+    return FastSpeechStyle.from_config(conf, task)
+
+
+def make_batch(lens_p, lens_t, seed=0, pad_p=None, pad_t=None, style_dim=6):
+    g = torch.Generator().manual_seed(seed)
+    b = len(lens_p)
+    n, t = pad_p or max(lens_p), pad_t or max(lens_t)
+    phones = torch.zeros(b, n, dtype=torch.long)
+    feats = torch.zeros(b, t, 8)
+    f0, en = torch.zeros(b, t), torch.zeros(b, t)
+    for i, (lp, lt) in enumerate(zip(lens_p, lens_t)):
+        phones[i, :lp] = torch.randint(2, 8, (lp,), generator=g)
+        feats[i, :lt] = torch.randn(lt, 8, generator=g)
+        f0[i, :lt] = torch.where(torch.rand(lt, generator=g) > 0.3, 100 + 100 * torch.rand(lt, generator=g), 0.0)
+        en[i, :lt] = torch.rand(lt, generator=g) * 5
+    fl = torch.tensor(lens_t)
+    return {"utt_ids": [f"u{i}" for i in range(b)], "phones": phones, "phone_lens": torch.tensor(lens_p),
+            "feats": feats, "feat_lens": fl, "mask": sequence_mask(fl, t), "f0": f0, "energy": en,
+            "style": torch.randn(b, style_dim, generator=g), "speakers": ["s1"] * b, "labels": {}}
+
+
+def _slice(batch, i, lp, lt):
+    return {"utt_ids": [batch["utt_ids"][i]], "phones": batch["phones"][i:i + 1, :lp],
+            "phone_lens": batch["phone_lens"][i:i + 1], "feats": batch["feats"][i:i + 1, :lt],
+            "feat_lens": batch["feat_lens"][i:i + 1], "mask": batch["mask"][i:i + 1, :lt],
+            "f0": batch["f0"][i:i + 1, :lt], "energy": batch["energy"][i:i + 1, :lt],
+            "style": batch["style"][i:i + 1], "speakers": batch["speakers"][i:i + 1], "labels": {}}
+
+
+def test_padding_does_not_change_outputs(tmp_path):
+    model = tiny_model(tmp_path).eval()
+    batch = make_batch([7, 4], [20, 11], pad_p=9, pad_t=25)
+    # garbage in padded positions must not matter
+    batch["feats"][1, 11:] = 50.0
+    batch["f0"][1, 11:] = 300.0
+    with torch.no_grad():
+        full = model(batch)
+        alone = model(_slice(batch, 1, 4, 11))
+        d_full = model.align(batch)[1, :4]
+        d_alone = model.align(_slice(batch, 1, 4, 11))[0]
+        inf_full = model.infer(batch["phones"], batch["phone_lens"], style=batch["style"])
+        inf_alone = model.infer(batch["phones"][1:, :4], batch["phone_lens"][1:], style=batch["style"][1:])
+    assert d_full.tolist() == d_alone.tolist()
+    n1 = int(inf_alone["mel_lens"][0])
+    assert int(inf_full["mel_lens"][1]) == n1
+    torch.testing.assert_close(inf_full["mel"][1, :n1], inf_alone["mel"][0, :n1], atol=1e-4, rtol=1e-4)
+    assert inf_full["mel"][1, n1:].abs().sum() == 0
+    # per-utterance loss of the padded batch = utterance-weighted mix; check the single one is finite
+    assert all(torch.isfinite(v) for v in alone["losses"].values())
+    assert all(torch.isfinite(v) for v in full["losses"].values())
+
+
+def test_training_reduces_loss_and_mas_durations_cover_frames(tmp_path):
+    model = tiny_model(tmp_path)
+    batch = make_batch([6, 5], [18, 14], seed=4)
+    d = model.align(batch)
+    assert d.sum(1).tolist() == [18, 14] and (d[0] >= 1).all() and (d[1, :5] >= 1).all() and d[1, 5:].sum() == 0
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        out = model(batch)
+        loss = sum(out["losses"].values())
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.7 * first
+    assert set(out["losses"]) == {"mel", "prior", "duration", "pitch", "energy"}
+
+
+def test_variance_targets_follow_alignment(tmp_path):
+    model = tiny_model(tmp_path)
+    f0 = torch.tensor([[0.0, 200.0, 200.0, 100.0, 0.0, 0.0]])
+    en = torch.tensor([[1.0, 1.0, 3.0, 3.0, 3.0, 3.0]])
+    d = torch.tensor([[3, 1, 2]])
+    p, e = model.variance_targets(f0, en, d, torch.ones(1, 3, dtype=torch.bool))
+    pm, ps = model.norm["pitch"]
+    em, es = model.norm["energy"]
+    assert float(p[0, 0]) == pytest.approx((math.log(200) - pm) / ps, abs=1e-5)
+    assert float(p[0, 1]) == pytest.approx((math.log(100) - pm) / ps, abs=1e-5)
+    assert float(p[0, 2]) == 0.0                                    # no voiced frame
+    le = [math.log(x + 1e-4) for x in (1, 1, 3)]
+    assert float(e[0, 0]) == pytest.approx((sum(le) / 3 - em) / es, abs=1e-5)
+
+
+def test_sampling_is_deterministic_for_a_seed_and_style_matters(tmp_path):
+    model = tiny_model(tmp_path).eval()
+    batch = make_batch([6], [18], seed=5)
+
+    def run(seed, style=None):
+        g = torch.Generator().manual_seed(seed)
+        return model.infer(batch["phones"], batch["phone_lens"], style=batch["style"] if style is None else style,
+                           temperature_duration=0.5, temperature_pitch=0.5, generator=g)
+
+    a, b, c = run(1), run(1), run(2)
+    torch.testing.assert_close(a["mel"], b["mel"])
+    assert a["durations"].tolist() == b["durations"].tolist()
+    assert not torch.equal(a["pitch"], c["pitch"])
+    # conditioning: with trained (non-identity) FiLM, another style gives another output
+    for p in model.parameters():
+        torch.nn.init.normal_(p, 0, 0.3) if p.dim() > 1 else None
+    o1 = model.infer(batch["phones"], batch["phone_lens"], style=batch["style"], durations=torch.tensor([[3] * 6]))
+    o2 = model.infer(batch["phones"], batch["phone_lens"], style=-batch["style"], durations=torch.tensor([[3] * 6]))
+    assert o1["mel"].shape == o2["mel"].shape and not torch.allclose(o1["mel"], o2["mel"])
+
+
+def test_speaker_table_and_bad_inputs(tmp_path):
+    model = tiny_model(tmp_path, style_type="speaker", speakers=["s1", "s2"])
+    batch = make_batch([5], [12], seed=6)
+    del batch["style"]
+    out = model(batch)
+    assert torch.isfinite(sum(out["losses"].values()))
+    batch["speakers"] = ["nobody"]
+    with pytest.raises(DataError, match="nobody"):
+        model(batch)
+    vec = tiny_model(tmp_path)
+    b2 = make_batch([5], [12], seed=6, style_dim=5)
+    with pytest.raises(DataError, match="size 6"):
+        vec(b2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="phones.txt"):
+        FastSpeechStyle.from_config({"hidden": 16}, TaskInfo(feat_dim=8, lang_dir=str(tmp_path / "empty")))
