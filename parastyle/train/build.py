@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 # model, vocoder, speech LM) register their own dataset next to their model; the trainer is unchanged.
 DATASETS = Registry("dataset")
 # Modules that register datasets, imported on first use (a missing optional module fails only when used).
-_DATASET_MODULES = ["parastyle.data.tts_dataset", "parastyle.data.vocoder_dataset", "parastyle.data.lm_dataset"]
+_DATASET_MODULES = ["parastyle.data.tts_dataset", "parastyle.data.vocoder_dataset", "parastyle.data.lm_dataset",
+                    "parastyle.data.caption_dataset"]
 
 
 def _import_datasets() -> None:
@@ -183,8 +184,16 @@ def build_train_sampler(config: Dict[str, Any], dataset: StyleDataset, rank: int
         return LengthBucketBatchSampler(dataset.lengths(), max_frames=dc.get("max_frames"),
                                         batch_size=dc.get("batch_size"), shuffle=True, seed=seed, rank=rank,
                                         world_size=world_size, drop_small=True)
+    if name == "task":
+        # one task per batch, drawn in proportion to the task's data volume (speech LM; data.sampler.weights)
+        from parastyle.data.task_sampler import TaskBatchSampler
+        if not hasattr(dataset, "item_tasks"):
+            raise ConfigError("data.sampler.name task needs a multitask dataset (data.dataset: speech_lm)")
+        return TaskBatchSampler(dataset.item_tasks(), dataset.lengths(), max_frames=dc.get("max_frames"),
+                                batch_size=dc.get("batch_size"), weights=sc.get("weights"), seed=seed, rank=rank,
+                                world_size=world_size)
     if name != "class_balanced":
-        raise ConfigError(f"data.sampler.name must be length_bucket or class_balanced, got {name!r}")
+        raise ConfigError(f"data.sampler.name must be length_bucket, class_balanced or task, got {name!r}")
     return _class_balanced_sampler(dc, sc, dataset, seed, rank, world_size)
 
 
