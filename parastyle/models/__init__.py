@@ -15,7 +15,7 @@ from parastyle.registry import Registry
 
 MODELS = Registry("model")
 
-_MODULES = ["multitask_ce", "parameta", "clap", "vib", "polyspeech"]
+_MODULES = ["multitask_ce", "parameta", "clap", "vib", "polyspeech", "vocoder", "ctc_asr", "tts"]
 
 
 def _import_all() -> None:
