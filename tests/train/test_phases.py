@@ -17,7 +17,8 @@ from parastyle.train.build import build_dataloader, build_task_info
 from parastyle.train.config import ConfigError, load_config
 from parastyle.train.trainer import Trainer, TrainingError
 
-from conftest import tiny_config
+from conftest import make_datadir, tiny_config
+from distributed_helpers import train_on_two_ranks
 
 Z = 4
 
@@ -29,8 +30,9 @@ class ToyGAN(torch.nn.Module):
 
     train_phases = ("discriminator", "generator")
 
-    def __init__(self, dim, hidden=8, overlap=False, orphan=False):
+    def __init__(self, dim, hidden=8, overlap=False, orphan=False, batch_noise=False):
         super().__init__()
+        self.batch_noise = batch_noise           # noise taken from the batch: no RNG (DDP comparison)
         self.gen = torch.nn.Sequential(torch.nn.Linear(Z, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, dim))
         self.disc = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
         self.overlap = overlap
@@ -39,7 +41,8 @@ class ToyGAN(torch.nn.Module):
 
     @classmethod
     def from_config(cls, conf, task):
-        return cls(task.feat_dim, overlap=bool(conf.get("overlap")), orphan=bool(conf.get("orphan")))
+        return cls(task.feat_dim, overlap=bool(conf.get("overlap")), orphan=bool(conf.get("orphan")),
+                   batch_noise=bool(conf.get("batch_noise")))
 
     def phase_parameters(self, phase):
         if phase == "generator":
@@ -59,13 +62,14 @@ class ToyGAN(torch.nn.Module):
             fake = self.gen(z)
             return {"losses": {"mean_l1": (fake.mean(0) - real.mean(0)).abs().mean()}, "metrics": {}}
         if phase == "discriminator":
-            fake = self.gen(torch.randn(b, Z))
+            z = real[:, :Z].flip(1) if self.batch_noise else torch.randn(b, Z)
+            fake = self.gen(z)
             d_loss = F.softplus(-self.disc(real)).mean() + F.softplus(self.disc(fake.detach())).mean()
             return {"losses": {"d_loss": d_loss}, "metrics": {"d_real": self.disc(real).mean()},
                     "cache": {"fake": fake}}
         fake = cache["fake"]                       # still attached to the generator graph
         g_adv = F.softplus(-self.disc(fake)).mean()
-        g_fm = (fake.mean(0) - real.mean(0)).pow(2).mean()
+        g_fm = (fake - real).pow(2).mean()
         return {"losses": {"g_adv": g_adv, "g_fm": g_fm}, "metrics": {}}
 
 
@@ -248,3 +252,29 @@ def test_phased_yaml_config(tmp_path):
     p.write_text(yaml.safe_dump({"model": {"name": "x"}, "optim": {"lr": 1e-3, "generator": {"lr": 1e-3}}}))
     with pytest.raises(ConfigError, match="mixes"):
         load_config(p)
+
+
+def test_phased_two_gloo_ranks_match_one_process(tmp_path):
+    """Two CPU processes (each half of every global batch, phase gradients averaged over ranks)
+    end with the weights of one process at the same global batch."""
+    train = make_datadir(tmp_path / "data", "train", n=24)
+    dev = make_datadir(tmp_path / "data", "dev", n=7, seed=1)
+    lang = tmp_path / "data" / "lang"
+
+    def conf():
+        c = gan_config(max_steps=4, valid_interval=2, ckpt_interval=2)
+        c["model"]["batch_noise"] = True
+        c["data"].update(max_frames=None, batch_size=6)
+        return c
+
+    Trainer(conf(), train, dev, lang, tmp_path / "single").run()
+    train_on_two_ranks(conf(), train, dev, lang, tmp_path / "ddp")
+    a, b = _ckpt(tmp_path / "single", 4), _ckpt(tmp_path / "ddp", 4)
+    assert b["world_size"] == 2
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-5)
+    for phase in ("discriminator", "generator"):
+        for i, st in a["optimizer"][phase]["state"].items():
+            torch.testing.assert_close(st["exp_avg"], b["optimizer"][phase]["state"][i]["exp_avg"],
+                                       rtol=1e-4, atol=1e-6)
+    assert (tmp_path / "ddp" / "done").exists()
