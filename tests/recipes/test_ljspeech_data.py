@@ -26,7 +26,7 @@ def test_data_dir_matches_corpus(tmp_path):
     for name, label in (("gender", "female"), ("language", "english"), ("emotion", "neutral"), ("age", "adult")):
         assert read_table(data / f"utt2{name}") == [(u, label) for u in utts]
     assert set(dict(read_table(data / "utt2caption")).values()) == {"a neutral adult woman speaking English"}
-    assert (lang / "gender.txt").read_text().split() == ["male", "female"]
+    assert (lang / "gender.txt").read_text().split() == ["female"]     # the corpus's own vocabulary
     from parastyle.data.datadir import validate_data_dir
     assert validate_data_dir(str(data), no_feats=True, lang_dir=str(lang)) == []
 

@@ -11,8 +11,11 @@ import re
 import sys
 from pathlib import Path
 
-from style_labels import DataError, Utterance, corpus_parser, run_prepare
+from parastyle.data.corpus_prep import DataError, Utterance, corpus_parser, run_prepare
 
+# The corpus's own label vocabularies (data/lang/<factor>.txt); local/label_map.yaml maps them
+# onto a shared label set when corpora are mixed (egs/parameta/style1).
+VOCABULARIES = {"emotion": ["neutral"], "gender": ["female"], "language": ["chinese"]}
 LABEL_FILE = Path("ProsodyLabeling") / "000001-010000.txt"
 TEXT_LINE_RE = re.compile(r"^(\d{6})\s+(\S.*)$")
 PROSODY_MARK_RE = re.compile(r"#[1-4]")
@@ -75,7 +78,7 @@ def collect(corpus: Path, prefix: str) -> list:
 def main(argv=None) -> int:
     parser = corpus_parser(__doc__, "BZNSYP root (holds Wave/, ProsodyLabeling/)", "baker")
     args = parser.parse_args(argv)
-    return run_prepare("prepare_baker.py", args, lambda: collect(args.corpus.absolute(), args.prefix))
+    return run_prepare("prepare_baker.py", args, lambda: collect(args.corpus.absolute(), args.prefix), VOCABULARIES)
 
 
 if __name__ == "__main__":

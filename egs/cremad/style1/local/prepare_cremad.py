@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from style_labels import DataError, Utterance, age_group, corpus_parser, run_prepare
+from parastyle.data.corpus_prep import AGE_GROUPS, DataError, Utterance, age_group, corpus_parser, run_prepare
 
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 LEVELS = {"LO", "MD", "HI", "XX"}
@@ -29,6 +29,10 @@ SENTENCES = {
     "TSI": "The surface is slick",
     "WSI": "We'll stop in a couple of minutes",
 }
+# The corpus's own label vocabularies (data/lang/<factor>.txt); local/label_map.yaml maps them
+# onto a shared label set when corpora are mixed (egs/parameta/style1).
+VOCABULARIES = {"emotion": ["angry", "disgust", "fear", "happy", "neutral", "sad"], "age": AGE_GROUPS,
+                "gender": ["male", "female"], "language": ["english"]}
 SEXES = {"Male": "male", "Female": "female"}
 NAME_RE = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})\.wav$")
 
@@ -101,7 +105,7 @@ def collect(corpus: Path, prefix: str) -> list:
 def main(argv=None) -> int:
     parser = corpus_parser(__doc__, "CREMA-D root (holds AudioWAV/)", "cremad")
     args = parser.parse_args(argv)
-    return run_prepare("prepare_cremad.py", args, lambda: collect(args.corpus.absolute(), args.prefix))
+    return run_prepare("prepare_cremad.py", args, lambda: collect(args.corpus.absolute(), args.prefix), VOCABULARIES)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from style_labels import DataError, Utterance, corpus_parser, run_prepare
+from parastyle.data.corpus_prep import DataError, Utterance, corpus_parser, run_prepare
 
 # Emotion folder -> (label, first and last utterance number of the emotion in every speaker).
 EMOTION_FOLDERS = {
@@ -28,6 +28,10 @@ TRANSCRIPT_EMOTIONS = {
     "neutral": "neutral", "angry": "angry", "happy": "happy", "sad": "sad", "surprise": "surprise",
     "中立": "neutral", "生气": "angry", "快乐": "happy", "伤心": "sad", "惊喜": "surprise",
 }
+# The corpus's own label vocabularies (data/lang/<factor>.txt); local/label_map.yaml maps them
+# onto a shared label set when corpora are mixed (egs/parameta/style1).
+VOCABULARIES = {"emotion": ["neutral", "angry", "happy", "sad", "surprise"], "gender": ["male", "female"],
+                "language": ["chinese", "english"]}
 MALE_SPEAKERS = {"0004", "0005", "0006", "0008", "0010", "0011", "0012", "0013", "0014", "0020"}
 UTT_RE = re.compile(r"^(\d{4})_(\d{6})$")
 LENIENT_LINE_RE = re.compile(r"^(\d{4}_\d{6})\s+(.*\S)\s+(\S+)$")
@@ -162,7 +166,7 @@ def collect(corpus: Path, prefix: str) -> list:
 def main(argv=None) -> int:
     parser = corpus_parser(__doc__, "ESD root (holds 0001/ ... 0020/)", "esd")
     args = parser.parse_args(argv)
-    return run_prepare("prepare_esd.py", args, lambda: collect(args.corpus.absolute(), args.prefix))
+    return run_prepare("prepare_esd.py", args, lambda: collect(args.corpus.absolute(), args.prefix), VOCABULARIES)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,18 @@ import re
 import sys
 from pathlib import Path
 
-from style_labels import DataError, Utterance, corpus_parser, run_prepare
+from parastyle.data.corpus_prep import DataError, Utterance, corpus_parser, run_prepare
 
 ID_RE = re.compile(r"^LJ\d{3}-\d{4}$")
+
+
+# The corpus's own label vocabularies (data/lang/<factor>.txt); emotion and age only with
+# --assume_neutral_adult. local/label_map.yaml maps them onto a shared label set when corpora are mixed.
+def vocabularies(assume_neutral_adult: bool) -> dict:
+    vocab = {"gender": ["female"], "language": ["english"]}
+    if assume_neutral_adult:
+        vocab.update(emotion=["neutral"], age=["adult"])
+    return vocab
 
 
 def collect(corpus: Path, prefix: str, assume_neutral_adult: bool) -> list:
@@ -63,7 +72,8 @@ def main(argv=None) -> int:
                         help="label every clip emotion=neutral and age=adult (a recipe choice: "
                              "the corpus does not annotate them)")
     args = parser.parse_args(argv)
-    return run_prepare("prepare_ljspeech.py", args, lambda: collect(args.corpus.absolute(), args.prefix, args.assume_neutral_adult))
+    return run_prepare("prepare_ljspeech.py", args, lambda: collect(args.corpus.absolute(), args.prefix, args.assume_neutral_adult),
+                       vocabularies(args.assume_neutral_adult))
 
 
 if __name__ == "__main__":

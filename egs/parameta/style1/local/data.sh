@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data preparation of ParaMETA's training mix (stage 0): runs the data prep of each corpus
-# recipe (egs/<corpus>/style1/local/data.sh) into data/local/<corpus>/, checks that all of
-# them wrote the same label vocabularies, and combines them into ${data_dir}.
+# recipe (egs/<corpus>/style1/local/data.sh) into data/local/<corpus>/ (the corpus's own labels),
+# maps each onto ParaMETA's label sets with the corpus's local/label_map.yaml, and combines them
+# into ${data_dir}.
 set -euo pipefail
 
 cremad=             # CREMA-D root (AudioWAV/, VideoDemographics.csv)
@@ -58,18 +59,20 @@ for corpus in ${corpora}; do
   srcs+=("${local_dir}/${corpus}/all")
 done
 
-# Corpora combine by label name: every corpus must have written the same vocabularies.
-first=${corpora%% *}
-mkdir -p "${lang_dir}"
-for vocab in "${local_dir}/${first}/lang"/*.txt; do
-  name=$(basename "${vocab}")
-  for corpus in ${corpora}; do
-    if ! cmp -s "${vocab}" "${local_dir}/${corpus}/lang/${name}"; then
-      echo "local/data.sh: ${local_dir}/${corpus}/lang/${name} differs from ${vocab}" >&2; exit 1
-    fi
-  done
-  cp "${vocab}" "${lang_dir}/.${name}.tmp" && mv "${lang_dir}/.${name}.tmp" "${lang_dir}/${name}"
+# Corpora combine by label name: each corpus's labels are mapped onto ParaMETA's label sets
+# (local/label_sets.yaml) by its own egs/<corpus>/style1/local/label_map.yaml, with a report of
+# the counts per mapped / unknown / kept label; a label outside the sets is an error.
+mapped=()
+for corpus in ${corpora}; do
+  map_arg=()
+  [ -f "${egs}/${corpus}/style1/local/label_map.yaml" ] && map_arg=(--map "${egs}/${corpus}/style1/local/label_map.yaml")
+  echo "local/data.sh: --- ${corpus}: labels onto local/label_sets.yaml ---"
+  python -m parastyle.bin.apply_label_map "${map_arg[@]}" --src_lang "${local_dir}/${corpus}/lang" \
+    --target local/label_sets.yaml --target_lang "${lang_dir}" --recaption --report "${local_dir}/${corpus}/label_map_report.txt" \
+    "${local_dir}/${corpus}/all" "${local_dir}/${corpus}/mapped"
+  mapped+=("${local_dir}/${corpus}/mapped")
 done
+srcs=("${mapped[@]}")
 
 tmp=${data_dir}.tmp
 rm -rf "${tmp}"

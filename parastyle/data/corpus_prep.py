@@ -1,14 +1,15 @@
-"""Label sets of ParaMETA's training mix and the writer of a labelled Kaldi data directory.
+"""Writing a labelled Kaldi data directory from a corpus, with the corpus's own label vocabularies.
 
-Shared by the data preparation of every corpus in the mix (``egs/<corpus>/style1/local/``
-holds a symbolic link to this file), so that all of them use the same label strings and
-can be combined by label name.
+Every ``egs/<corpus>/style1/local/prepare_<corpus>.py`` collects :class:`Utterance` objects and
+calls :func:`run_prepare` with the corpus's vocabularies (``{factor: [label, ...]}``, the labels
+the corpus defines, in the corpus's order). Nothing here fixes a label set: a corpus with a
+``boredom`` emotion or a ``middle_aged`` age writes those labels, and a label outside the
+corpus's declared vocabulary is an error naming the utterance. Mixing corpora onto one shared
+label set (ParaMETA's 7 emotions, 5 ages) is a separate, explicit step: each corpus's optional
+``local/label_map.yaml`` applied by :mod:`parastyle.data.label_map`.
 
-Label sets (ParaMETA, arXiv 2601.12289):
-    emotion   happy angry sad neutral surprise disgust fear
-    age       child (0-12) teenager (13-19) young_adult (20-30) adult (31-50) senior (51+)
-    gender    male female
-    language  chinese english
+:func:`age_group` bins an age in years into the toolkit's age groups (ParaMETA's ranges):
+    child (0-12) teenager (13-19) young_adult (20-30) adult (31-50) senior (51+)
 A factor that a corpus does not annotate is left unknown: its ``utt2<factor>`` line is absent.
 """
 from __future__ import annotations
@@ -18,23 +19,22 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from parastyle.fileio import DataError, write_kv, write_list
 
-FACTOR_LABELS: Dict[str, List[str]] = {
-    "emotion": ["happy", "angry", "sad", "neutral", "surprise", "disgust", "fear"],
-    "age": ["child", "teenager", "young_adult", "adult", "senior"],
-    "gender": ["male", "female"],
-    "language": ["chinese", "english"],
-}
+AGE_GROUPS = ["child", "teenager", "young_adult", "adult", "senior"]
 
 # Upper bound (inclusive) of each age group in years. The paper's ranges meet at 50
 # ("adult 31-50", "senior 50+"); 50 is counted as adult, seniors start at 51.
 AGE_GROUP_UPPER = [("child", 12), ("teenager", 19), ("young_adult", 30), ("adult", 50)]
 
+# Adjectives of emotion labels in captions; another label is written as "<a/an> <label> voice of ...".
 _EMOTION_WORD = {"happy": "happy", "angry": "angry", "sad": "sad", "neutral": "neutral",
-                 "surprise": "surprised", "disgust": "disgusted", "fear": "fearful"}
+                 "surprise": "surprised", "disgust": "disgusted", "fear": "fearful",
+                 "surprised": "surprised", "disgusted": "disgusted", "fearful": "fearful",
+                 "calm": "calm", "bored": "bored", "boredom": "bored", "anxious": "anxious",
+                 "excited": "excited", "frustrated": "frustrated"}
 _LANGUAGE_WORD = {"chinese": "Chinese", "english": "English"}
 # Noun phrase for (age, gender); None = unknown.
 _PERSON = {
@@ -62,23 +62,45 @@ def age_group(age_years: int) -> str:
     return "senior"
 
 
-def make_caption(factors: Dict[str, str]) -> str:
+def make_caption(factors: Mapping[str, str]) -> str:
     """A one-sentence description that mentions only the known factors.
+
+    Labels without a caption word (an emotion outside the table, an age outside AGE_GROUPS, a
+    language outside chinese/english, another factor) are written as they are, so a corpus's own
+    labels never need an edit here.
 
     >>> make_caption({"emotion": "angry", "age": "adult", "gender": "male", "language": "english"})
     'an angry adult man speaking English'
     >>> make_caption({"gender": "female", "language": "chinese"})
     'a woman speaking Chinese'
+    >>> make_caption({"emotion": "amused", "gender": "male", "language": "german"})
+    'a man speaking German with an amused voice'
     """
     words = []
-    if "emotion" in factors:
-        words.append(_EMOTION_WORD[factors["emotion"]])
-    words.append(_PERSON[(factors.get("age"), factors.get("gender"))])
+    emotion = factors.get("emotion")
+    odd_emotion = emotion is not None and emotion not in _EMOTION_WORD
+    if emotion is not None and not odd_emotion:
+        words.append(_EMOTION_WORD[emotion])
+    age, gender = factors.get("age"), factors.get("gender")
+    known_age = age if age in AGE_GROUPS else None
+    known_gender = gender if gender in ("male", "female") else None
+    words.append(_PERSON[(known_age, known_gender)])
     phrase = " ".join(words)
     article = "an" if phrase[0] in "aeiou" else "a"
     caption = f"{article} {phrase}"
+    extra = []
+    if age is not None and known_age is None:
+        extra.append(f"age {age.replace('_', ' ')}")
+    if gender is not None and known_gender is None:
+        extra.append(f"gender {gender.replace('_', ' ')}")
+    if extra:
+        caption += " (" + ", ".join(extra) + ")"
     if "language" in factors:
-        caption += f" speaking {_LANGUAGE_WORD[factors['language']]}"
+        lang = factors["language"]
+        caption += f" speaking {_LANGUAGE_WORD.get(lang, lang.replace('_', ' ').title())}"
+    if odd_emotion:
+        word = emotion.replace("_", " ")
+        caption += f" with {'an' if word[0] in 'aeiou' else 'a'} {word} voice"
     return caption
 
 
@@ -118,18 +140,34 @@ def drop_empty_audio(utts: Sequence[Utterance], log=sys.stderr) -> List[Utteranc
     return kept
 
 
-def write_label_vocabularies(lang_dir: Path) -> None:
-    """Write ``<lang_dir>/<factor>.txt`` with the full ParaMETA label set of every factor."""
-    for factor, labels in FACTOR_LABELS.items():
+def check_vocabularies(vocabularies: Mapping[str, Sequence[str]]) -> None:
+    """DataError on an empty vocabulary, a duplicate label or a label that is not one token."""
+    for factor, labels in vocabularies.items():
+        if not labels:
+            raise DataError(f"vocabulary of {factor!r} is empty")
+        seen = set()
+        for lab in labels:
+            if not lab or any(c.isspace() for c in lab):
+                raise DataError(f"vocabulary of {factor!r}: label {lab!r} must be one token without spaces")
+            if lab in seen:
+                raise DataError(f"vocabulary of {factor!r}: label {lab!r} is listed twice")
+            seen.add(lab)
+
+
+def write_label_vocabularies(lang_dir: Path, vocabularies: Mapping[str, Sequence[str]]) -> None:
+    """Write ``<lang_dir>/<factor>.txt`` (one label per line, index = line) for every factor."""
+    check_vocabularies(vocabularies)
+    for factor, labels in vocabularies.items():
         write_list(Path(lang_dir) / f"{factor}.txt", labels)
 
 
-def write_style_data_dir(data_dir: Path, utts: Iterable[Utterance], with_text: bool) -> None:
+def write_style_data_dir(data_dir: Path, utts: Iterable[Utterance], with_text: bool,
+                         vocabularies: Mapping[str, Sequence[str]]) -> None:
     """Write a Kaldi data dir: wav.scp, utt2spk, spk2utt, [text], utt2<factor>, utt2caption.
 
     Every table is C-sorted and written atomically. Raises DataError on a duplicate
-    utterance id, an id without its speaker prefix, a label outside FACTOR_LABELS, or
-    (with ``with_text``) an utterance without text.
+    utterance id, an id without its speaker prefix, a factor or label outside the corpus's
+    ``vocabularies``, or (with ``with_text``) an utterance without text.
     """
     data_dir = Path(data_dir)
     utts = list(utts)
@@ -146,9 +184,12 @@ def write_style_data_dir(data_dir: Path, utts: Iterable[Utterance], with_text: b
             raise DataError(f"{where}: duplicate utterance id {u.utt!r} (also from {seen[u.utt]})")
         seen[u.utt] = where
         for factor, label in u.factors.items():
-            if label not in FACTOR_LABELS.get(factor, ()):
-                raise DataError(f"{where}: label {label!r} is not in the {factor} set "
-                                f"{FACTOR_LABELS.get(factor)}")
+            if factor not in vocabularies:
+                raise DataError(f"{where}: factor {factor!r} is not among the corpus's vocabularies "
+                                f"{sorted(vocabularies)}")
+            if label not in vocabularies[factor]:
+                raise DataError(f"{where}: label {label!r} is not in the corpus's {factor} vocabulary "
+                                f"{list(vocabularies[factor])} (add it to the vocabulary of the data prep)")
         if with_text and not (u.text and u.text.strip()):
             raise DataError(f"{where}: utterance {u.utt} has no transcript")
         if any(c.isspace() for c in str(u.wav)):
@@ -166,7 +207,7 @@ def write_style_data_dir(data_dir: Path, utts: Iterable[Utterance], with_text: b
         write_kv(data_dir / "text", {u.utt: " ".join(u.text.split()) for u in utts})
     elif (data_dir / "text").exists():
         (data_dir / "text").unlink()
-    for factor in FACTOR_LABELS:
+    for factor in vocabularies:
         table = {u.utt: u.factors[factor] for u in utts if factor in u.factors}
         path = data_dir / f"utt2{factor}"
         if table:
@@ -176,11 +217,11 @@ def write_style_data_dir(data_dir: Path, utts: Iterable[Utterance], with_text: b
     write_kv(data_dir / "utt2caption", {u.utt: make_caption(u.factors) for u in utts})
 
 
-def summarize(utts: Sequence[Utterance], log=sys.stderr) -> None:
+def summarize(utts: Sequence[Utterance], vocabularies: Mapping[str, Sequence[str]], log=sys.stderr) -> None:
     """Print utterance/speaker counts and the label histogram of each factor."""
     spks = {u.spk for u in utts}
     print(f"prepared {len(utts)} utterances of {len(spks)} speakers", file=log)
-    for factor, labels in FACTOR_LABELS.items():
+    for factor, labels in vocabularies.items():
         counts = {lab: 0 for lab in labels}
         unknown = 0
         for u in utts:
@@ -203,17 +244,19 @@ def corpus_parser(doc: str, corpus_help: str, prefix: str):
     return parser
 
 
-def run_prepare(prog: str, args, collect) -> int:
-    """``collect()`` -> utterances; drop empty audio (counted), write the data dir and vocabularies.
+def run_prepare(prog: str, args, collect, vocabularies: Mapping[str, Sequence[str]]) -> int:
+    """``collect()`` -> utterances; drop empty audio (counted), write the data dir and the corpus's
+    ``vocabularies`` (``{factor: labels}``) to ``args.lang``.
 
     Returns the exit status: 1 with the error on stderr when the corpus is malformed.
     """
     try:
+        check_vocabularies(vocabularies)
         utts = drop_empty_audio(collect())
-        write_style_data_dir(args.out, utts, with_text=True)
-        write_label_vocabularies(args.lang)
+        write_style_data_dir(args.out, utts, with_text=True, vocabularies=vocabularies)
+        write_label_vocabularies(args.lang, vocabularies)
     except DataError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
-    summarize(utts)
+    summarize(utts, vocabularies)
     return 0

@@ -1,1 +1,0 @@
-../../../parameta/style1/local/style_labels.py
