@@ -15,7 +15,7 @@ from parastyle.registry import Registry
 
 MODELS = Registry("model")
 
-_MODULES = ["multitask_ce", "parameta", "clap", "vib", "polyspeech", "vocoder", "ctc_asr", "tts"]
+_MODULES = ["multitask_ce", "parameta", "clap", "vib", "polyspeech", "vocoder", "ctc_asr", "tts", "sset", "token_decoder"]
 
 
 def _import_all() -> None:
