@@ -7,7 +7,7 @@ the features the acoustic model predicts, before any CMVN). Frame ``t`` covers s
 ``[t * hop, (t + 1) * hop)``, so a segment of ``n`` frames starting at frame ``f`` pairs
 ``mel[f : f + n]`` with ``wav[f * hop : (f + n) * hop]``.
 
-Training items are segments of ``data.segment_frames`` frames; the start frame is drawn from a
+Training items are segments of ``data.max_frames_per_utt`` frames (the training crop); the start frame is drawn from a
 generator seeded by ``(train.seed, epoch, index)`` only (reproducible with any number of workers,
 exact on resume). An utterance shorter than the segment is zero-padded in the waveform *before* its
 mel is computed, so the pair stays aligned (the padded frames are the front-end's mel of silence).
@@ -147,5 +147,8 @@ def build_vocoder_dataset(config: Dict[str, Any], data_dir, factors, train: bool
         raise DataError("data.dataset vocoder needs data.frontend (type: logmel, ...)")
     from parastyle.features.frontend import build_frontend
     fe = build_frontend(dict(dc["frontend"]))
-    seg = dc.get("segment_frames", 32) if train else None
+    seg = dc.get("max_frames_per_utt") if train else None
+    if train and not seg:
+        raise DataError("data.dataset vocoder trains on random segments: set data.max_frames_per_utt to the segment "
+                        "length in frames (e.g. 32 = 8192 samples at hop 256)")
     return VocoderDataset(data_dir, fe, segment_frames=seg, seed=int(config["train"]["seed"]))
