@@ -229,3 +229,37 @@ def test_load_vocoder_exp_and_refusals(tmp_path):
         load_vocoder(str(tmp_path / "nothing"))
     with pytest.raises(ValueError, match=r"\(B, T, 80\)"):
         voc(torch.randn(1, 4, 40))
+
+
+def _train_config():
+    from parastyle.train.config import load_config
+    conf = load_config(None)
+    conf["model"] = {"name": "hifigan", **TINY}
+    conf["data"].update({"dataset": "vocoder", "feats": False, "frontend": {"type": "logmel"}, "factors": [],
+                         "max_frames_per_utt": 8, "max_frames": None, "batch_size": 2, "valid_max_frames": 400})
+    adam = {"name": "adamw", "lr": 2.0e-4, "betas": [0.8, 0.99], "eps": 1.0e-9, "weight_decay": 0.0}
+    conf["optim"] = {"generator": dict(adam), "discriminator": dict(adam)}
+    conf["scheduler"] = {"name": "constant", "warmup_steps": 0, "min_lr_ratio": 0.0}
+    conf["train"].update({"max_steps": 4, "valid_interval": 2, "ckpt_interval": 1, "log_interval": 1,
+                          "device": "cpu", "progress": False, "grad_clip": None, "keep_last": 5})
+    conf["valid"] = {"metric": "mel_l1", "mode": "min", "patience": None}
+    return conf
+
+
+def test_trains_with_phases_resumes_exactly_and_loads(tmp_path, make_data_dir_fixture):
+    from parastyle.train.trainer import Trainer
+    d = make_data_dir_fixture(sample_rate=22050, num_spk=2, utts_per_spk=2, lang_dir=tmp_path / "lang")
+    lang = tmp_path / "lang"
+    full = Trainer(_train_config(), d, d, lang, tmp_path / "full")
+    assert full.run() == "done"
+    part = Trainer(_train_config(), d, d, lang, tmp_path / "part")
+    assert part.run(stop_after_steps=3) == "stopped"
+    resumed = Trainer(_train_config(), d, d, lang, tmp_path / "part")
+    assert resumed.run() == "done"
+    from parastyle.train.checkpoint import checkpoint_name, load_checkpoint
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / checkpoint_name(4))["model"]
+    b = load_checkpoint(tmp_path / "part" / "checkpoints" / checkpoint_name(4))["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    voc = load_vocoder(str(tmp_path / "full"))
+    out = voc(torch.randn(2, 5, 80), torch.tensor([5, 3]))
+    assert out.shape == (2, 5 * 256) and float(out[1, 3 * 256:].abs().sum()) == 0.0
