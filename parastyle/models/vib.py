@@ -7,7 +7,8 @@ layer weighting (or one fixed layer) -> VIB encoder -> frame latents ``z (B, T, 
     z = mu + sqrt(var) * eps (training),  z = mu (inference)
 
 Stage 1 (``vib_stage1``): a linear frame decoder on z gives character (or sentencepiece) logits;
-    loss = CTC(z) + beta * KL(q(z|x) || N(0, I)).
+    loss = CTC(z) + beta * KL(q(z|x) || N(0, I)), the CTC term of each utterance divided by its
+    target length and averaged over the batch (``reduction='mean'``, as the authors train it).
 Stage 2 (``vib_stage2``): the stage-1 model (front-end, layer weights, encoder) is loaded from its exp
     dir and frozen; it gives z_textual = mu_1. A second encoder with its own layer weights on the
     same hidden layers gives z_acoustic. Two learned-query attention poolings (one per stream) are
@@ -42,6 +43,7 @@ from parastyle.fileio import DataError
 from parastyle.losses.vib import gaussian_kl_standard, reparameterize
 from parastyle.metrics.asr import cer as char_error_rate
 from parastyle.metrics.asr import ctc_greedy_decode
+from parastyle.metrics.asr import wer as word_error_rate
 from parastyle.models import MODELS
 from parastyle.nn.attention_pooling import AttentionPooling
 from parastyle.nn.layer_weights import LayerWeighting
@@ -144,13 +146,18 @@ class ContextLayers(nn.Module):
 class SSLLayers(nn.Module):
     """Frozen SSL model layers: ``(wav (B, S, 1), mask (B, S)) -> ([L tensors (B, T, D)], mask (B, T))``.
 
-    The SSL weights are reloaded from ``path`` and left out of ``state_dict``.
+    Every waveform is normalised over its valid samples (zero mean, unit variance) before the
+    model, for every SSL bundle, as the authors' feature extractor does (``normalize_waveform:
+    false`` gives the raw waveform). The SSL weights are reloaded from ``path`` and left out of
+    ``state_dict``.
     """
 
-    def __init__(self, path: str, arch: Optional[str] = None, num_layers: Optional[int] = None):
+    def __init__(self, path: str, arch: Optional[str] = None, num_layers: Optional[int] = None,
+                 normalize_waveform: bool = True):
         super().__init__()
         from parastyle.nn.encoders.ssl import SSLLayerExtractor, load_ssl_model
-        self.extractor = SSLLayerExtractor(load_ssl_model(path, arch), freeze=True)
+        self.extractor = SSLLayerExtractor(load_ssl_model(path, arch), freeze=True,
+                                           normalize_waveform=bool(normalize_waveform))
         self.num_layers = int(num_layers or self.extractor.num_layers)
         self.output_dim = self.extractor.output_dim
         self.subsample = 1
@@ -306,15 +313,17 @@ class VIBStage1(nn.Module):
         log_probs = logits.log_softmax(-1)
         in_lens = mask.sum(1)
         seqs, flat, tgt_lens = self._targets(batch, in_lens)
+        # per-utterance CTC divided by its target length, averaged over the batch (torch's
+        # reduction='mean', as the authors' training), so beta weighs the KL against a per-token loss
         ctc = F.ctc_loss(log_probs.transpose(0, 1).float(), flat.to(logits.device), in_lens,
-                         tgt_lens.to(logits.device), blank=0, reduction="sum", zero_infinity=False)
-        ctc = ctc / logits.shape[0]
+                         tgt_lens.to(logits.device), blank=0, reduction="mean", zero_infinity=False)
         kl = gaussian_kl_standard(mu, var, mask) / (mu.shape[-1] if self.kl_per_dim else 1)
         metrics = {"kl_raw": kl.detach(), "beta": self.beta}
         if not self.training:
             hyps = [self.tokenizer.decode(s) for s in ctc_greedy_decode(log_probs.detach(), in_lens)]
             refs = [self.tokenizer.decode(s) for s in seqs]
             metrics["cer"] = char_error_rate(refs, hyps)
+            metrics["wer"] = word_error_rate(refs, hyps)
         return {"losses": {"ctc": ctc, "kl": self.beta * kl}, "metrics": metrics}
 
     @torch.no_grad()
