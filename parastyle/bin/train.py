@@ -6,7 +6,9 @@
 Distributed: ``torchrun --nproc_per_node 2 -m parastyle.bin.train ...`` (same arguments).
 Any config key can be overridden as ``--section.key value`` (value parsed as YAML); an
 unknown key is an error listing the valid keys. An exp dir with checkpoints is resumed; a
-finished one (``done``) is left as it is.
+finished one (``done``) is left as it is. Either is first checked against this call: another
+trainer running on it, other training data (``identity.yaml``) or an incompatible config change
+(``config.yaml``) is an error (exit status 1) that names the difference.
 """
 from __future__ import annotations
 
@@ -32,10 +34,11 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from parastyle.train.checkpoint import CheckpointError
     from parastyle.train.trainer import Trainer, TrainingError
     try:
         Trainer(config, args.train_data, args.valid_data, args.lang_dir, args.exp).run()
-    except (DataError, TrainingError) as e:
+    except (DataError, TrainingError, ConfigError, CheckpointError) as e:
         logging.getLogger("parastyle.train").error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1

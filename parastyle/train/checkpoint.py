@@ -62,6 +62,14 @@ def load_checkpoint(path, map_location="cpu", verify: bool = True) -> Dict[str, 
     if verify:
         side = Path(str(path) + ".sha256")
         if not side.is_file():
+            if path.name == "model.pt":
+                exp = path.parent
+                raise CheckpointError(
+                    f"{path}: no {side.name} beside it, so it cannot be verified (an interrupted or manual copy?). "
+                    f"To verify it, compare `sha256sum {path}` with the digest of the file it was copied from "
+                    f"and write that line to {side}; to re-create it, remove {exp}/done and {path} and rerun "
+                    f"the same training command: it re-averages the kept checkpoints in {exp}/checkpoints "
+                    f"without training further")
             raise CheckpointError(f"{path}: no {side.name} (the write did not complete)")
         expected = side.read_text().split()[0] if side.read_text().split() else ""
         actual = sha256_file(path)
@@ -88,12 +96,22 @@ def list_checkpoints(ckpt_dir) -> List[Tuple[int, Path]]:
 
 
 def latest_good_checkpoint(ckpt_dir) -> Optional[Tuple[Path, Dict[str, Any]]]:
-    """Newest checkpoint that verifies and loads, with its state; bad ones are logged by name."""
-    for _, p in reversed(list_checkpoints(ckpt_dir)):
+    """Newest checkpoint that verifies and loads, with its state; bad ones are logged by name.
+
+    None when there is no checkpoint at all; CheckpointError (naming each file and its problem)
+    when there are checkpoints but none is good: training must not silently restart at step 0.
+    """
+    found = list_checkpoints(ckpt_dir)
+    problems = []
+    for _, p in reversed(found):
         try:
             return p, load_checkpoint(p)
         except CheckpointError as e:
+            problems.append(str(e))
             logger.warning("skipping bad checkpoint: %s; falling back to the previous one", e)
+    if found:
+        raise CheckpointError(f"{ckpt_dir}: none of the {len(found)} checkpoint(s) is usable:\n  "
+                              + "\n  ".join(problems) + f"\nRemove {ckpt_dir} to train from step 0.")
     return None
 
 
@@ -103,12 +121,32 @@ def remove_checkpoint(path) -> None:
 
 
 def average_state_dicts(paths: Sequence, key: str = "model") -> Dict[str, torch.Tensor]:
-    """Element-wise mean of the ``key`` state dicts of several checkpoints (integer buffers: last one)."""
+    """Element-wise mean of the ``key`` state dicts of several checkpoints (integer buffers: last one).
+
+    Checkpoints of different architectures (other parameter names or shapes, or another recorded
+    ``config_hash``) are never averaged: CheckpointError names the files and the differing keys.
+    """
     if not paths:
         raise ValueError("no checkpoint to average")
     avg: Dict[str, torch.Tensor] = {}
+    ref_shapes: Dict[str, tuple] = {}
+    ref_hash = None
     for i, p in enumerate(paths):
-        sd = load_checkpoint(p)[key]
+        state = load_checkpoint(p)
+        sd = state[key]
+        shapes = {k: tuple(v.shape) for k, v in sd.items()}
+        if i == 0:
+            ref_shapes, ref_hash = shapes, state.get("config_hash")
+        else:
+            diff = sorted(k for k in set(shapes) | set(ref_shapes) if shapes.get(k) != ref_shapes.get(k))
+            if diff:
+                listing = ", ".join(f"{k} {ref_shapes.get(k, 'absent')} vs {shapes.get(k, 'absent')}" for k in diff[:8])
+                raise CheckpointError(f"refusing to average {paths[0]} and {p}: different architectures "
+                                      f"({len(diff)} parameter(s) differ: {listing})")
+            h = state.get("config_hash")
+            if ref_hash is not None and h is not None and h != ref_hash:
+                raise CheckpointError(f"refusing to average {paths[0]} and {p}: they were trained with different "
+                                      f"configs (config_hash {ref_hash[:12]}... vs {h[:12]}...)")
         for k, v in sd.items():
             if i == 0:
                 avg[k] = v.clone().double() if v.is_floating_point() else v.clone()
@@ -175,3 +213,62 @@ def load_model_from_exp(exp_dir, checkpoint: Optional[str] = None, map_location=
     model.load_state_dict(state["model"])
     model.eval()
     return model, config, task
+
+
+# ---------------------------------------------------------------------- initialising from another exp
+def _patterns(value, name: str) -> List["re.Pattern"]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    out = []
+    for v in items:
+        try:
+            out.append(re.compile(str(v)))
+        except re.error as e:
+            raise CheckpointError(f"train.{name}: bad regular expression {v!r}: {e}") from None
+    return out
+
+
+def init_model_from(model: torch.nn.Module, source, include=None, exclude=None) -> Dict[str, Any]:
+    """Copy matching tensors of another exp's ``model.pt`` (or a checkpoint file) into ``model``.
+
+    ``source``: an exp dir (its ``model.pt``) or a checkpoint file. ``include`` / ``exclude``: a
+    regular expression or a list of them, searched in each parameter/buffer name (``include``
+    None = every name). A tensor is loaded when its name is in the model with the same shape.
+    Returns ``{"path", "sha256", "loaded", "filtered", "unexpected", "shape_mismatch",
+    "not_initialised"}`` (lists of names; shape_mismatch as ``"name (src) vs (model)"``);
+    CheckpointError when nothing is loaded.
+    """
+    src = Path(source)
+    path = src / "model.pt" if src.is_dir() else src
+    if not path.is_file():
+        hint = f" ({src}/done missing: has its training finished?)" if src.is_dir() and not (src / "done").is_file() else ""
+        raise CheckpointError(f"train.init_from: {path} not found{hint}")
+    state = load_checkpoint(path)
+    sd = state["model"] if "model" in state else state
+    inc, exc = _patterns(include, "init_keys"), _patterns(exclude, "init_exclude")
+    own = model.state_dict()
+    report: Dict[str, Any] = {"path": str(path.resolve()), "sha256": sha256_file(path), "loaded": [], "filtered": [],
+                              "unexpected": [], "shape_mismatch": []}
+    take = {}
+    for k, v in sd.items():
+        if (inc and not any(p.search(k) for p in inc)) or any(p.search(k) for p in exc):
+            report["filtered"].append(k)
+        elif k not in own:
+            report["unexpected"].append(k)
+        elif tuple(own[k].shape) != tuple(v.shape):
+            report["shape_mismatch"].append(f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}")
+        else:
+            take[k] = v
+            report["loaded"].append(k)
+    report["not_initialised"] = [k for k in own if k not in take]
+    if not take:
+        raise CheckpointError(
+            f"train.init_from: no tensor of {path} fits the model ({len(sd)} in the file: {len(report['filtered'])} "
+            f"left out by init_keys/init_exclude, {len(report['unexpected'])} not in the model, "
+            f"{len(report['shape_mismatch'])} of another shape, e.g. "
+            f"{(report['shape_mismatch'] or report['unexpected'] or report['filtered'])[:5]})")
+    with torch.no_grad():
+        for k, v in take.items():
+            own[k].copy_(v.to(own[k].device, own[k].dtype))
+    return report

@@ -37,6 +37,8 @@ DEFAULTS: Dict[str, Any] = {
     "data": {
         "feats": True,                 # read feats.scp; False = compute features on the fly
         "frontend": None,              # {"type": "logmel"|"fbank"|"raw", ...} for on-the-fly features
+        "dataset": None,               # registered dataset (parastyle.train.build.DATASETS), null = style
+        "tts": None,                   # options of data.dataset tts (parastyle.data.tts_dataset), free-form
         "cmvn": None,                  # null | "auto" (<train_data>/cmvn.ark) | path to a Kaldi stats file
         "factors": None,               # null = every factor with a vocabulary in lang_dir and labels in train
         "max_frames": 6000,            # frame budget of a global batch (incl. padding), null = no budget
@@ -94,7 +96,7 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 #: sections whose keys are free-form (model kwargs, frontend options): any key may be added.
-OPEN_SECTIONS = ("model", "data.frontend")
+OPEN_SECTIONS = ("model", "data.frontend", "data.tts")
 
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -330,3 +332,55 @@ def read_saved_config(path) -> Dict[str, Any]:
     """Read an exp dir's ``config.yaml``; the ``_run`` block is returned under the same key."""
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+#: keys that may change when an exp is resumed (or found finished): they affect neither the model,
+#: nor the data it sees, nor the optimisation path of the steps already made. Any other change of
+#: the resolved config (model.*, data front-end/batching, optim, scheduler, seed, ...) is refused.
+RESUME_COMPATIBLE_KEYS = (
+    "train.max_steps", "train.max_epochs", "train.log_interval", "train.valid_interval", "train.ckpt_interval",
+    "train.keep_last", "train.average_best", "train.average_min_step", "train.progress", "train.device",
+    "train.num_threads", "data.num_workers", "data.valid_max_frames", "valid.patience",
+    # only read when training starts from scratch
+    "train.init_from", "train.init_keys", "train.init_exclude",
+)
+
+
+def _leaves(conf: Any, prefix: str = "") -> Dict[str, Any]:
+    """``{dotted key: value}`` of every leaf (an empty mapping is a leaf)."""
+    if isinstance(conf, Mapping) and conf:
+        out: Dict[str, Any] = {}
+        for k, v in conf.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: conf}
+
+
+def _normalise(conf: Mapping) -> Dict[str, Any]:
+    """The config as it reads back from config.yaml (tuples -> lists, ...), without ``_run``."""
+    return yaml.safe_load(yaml.safe_dump({k: v for k, v in conf.items() if k != "_run"}))
+
+
+def _compatible(key: str) -> bool:
+    return any(key == c or key.startswith(c + ".") for c in RESUME_COMPATIBLE_KEYS)
+
+
+def config_differences(saved: Mapping, current: Mapping) -> tuple:
+    """``(incompatible, compatible)``: lists of ``(dotted key, saved value, current value)`` (a key
+    absent on one side has the value ``<unset>``); ``_run`` is ignored."""
+    a, b = _leaves(_normalise(saved)), _leaves(_normalise(current))
+    incompatible, compatible = [], []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, "<unset>"), b.get(key, "<unset>")
+        if va != vb:
+            (compatible if _compatible(key) else incompatible).append((key, va, vb))
+    return incompatible, compatible
+
+
+def config_hash(conf: Mapping) -> str:
+    """sha256 of the config without ``_run`` and without :data:`RESUME_COMPATIBLE_KEYS`: equal for two
+    configs that train the same model the same way."""
+    import hashlib
+    leaves = {k: v for k, v in _leaves(_normalise(conf)).items() if not _compatible(k)}
+    text = yaml.safe_dump(leaves, sort_keys=True, default_flow_style=None)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

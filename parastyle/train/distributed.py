@@ -64,3 +64,23 @@ def broadcast_object(obj, info: DistInfo):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def default_num_threads(info: DistInfo) -> tuple:
+    """``(threads, source)``: ``$OMP_NUM_THREADS`` when set, else the CPUs this process may run on
+    (``os.sched_getaffinity``) divided by the training processes on this node (``$LOCAL_WORLD_SIZE``
+    from torchrun, else the world size), at least 1."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+            if n >= 1:
+                return n, "OMP_NUM_THREADS"
+        except ValueError:
+            pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or info.world_size
+    return max(1, cores // max(1, ranks)), f"{cores} usable core(s) / {ranks} process(es) on this node"

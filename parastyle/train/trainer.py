@@ -48,12 +48,15 @@ import torch
 import yaml
 
 from parastyle.data.collate import move_batch
-from parastyle.fileio import DataError, atomic_write
+from parastyle.fileio import DataError, DirLock, LockedError, atomic_write, remove_orphan_tmp
 from parastyle.models import build_model
 from parastyle.train import checkpoint as ckpt
 from parastyle.train.build import build_dataloader, build_task_info
-from parastyle.train.config import ConfigError, environment_info, is_phased, save_config
-from parastyle.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from parastyle.train.config import (ConfigError, config_differences, config_hash, environment_info, is_phased,
+                                    save_config)
+from parastyle.train.distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, default_num_threads,
+                                         init_distributed)
+from parastyle.train.identity import IDENTITY_FILE, check_exp_identity, exp_identity, write_identity
 from parastyle.train.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger("parastyle.train")
@@ -161,6 +164,9 @@ class Trainer:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if getattr(self, "_saved_threads", None):
+            torch.set_num_threads(self._saved_threads)
+            self._saved_threads = None
 
     def _setup(self) -> None:
         config, tc = self.config, self.tc
@@ -168,10 +174,7 @@ class Trainer:
         check_data_dir(self.train_data, use_feats, self.lang_dir)
         if self.valid_data is not None:
             check_data_dir(self.valid_data, use_feats, self.lang_dir)
-        if config["data"].get("cmvn") == "auto":
-            config["data"]["cmvn"] = str((self.train_data / "cmvn.ark").resolve())
-        elif config["data"].get("cmvn"):
-            config["data"]["cmvn"] = str(Path(config["data"]["cmvn"]).resolve())
+        self._set_threads()
         self.task = build_task_info(config, self.train_data, self.lang_dir)
 
         amp = tc.get("amp") or "none"
@@ -226,21 +229,74 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.position = 0
-        self.best: List[List[float]] = []    # [[value, step]] best first, at most average_best
+        self.best: List[List[float]] = []    # [[value, step]] best first, at most average_best, step >= min_step
+        self.validations: List[List[float]] = []   # [[value, step]] of every validation, in order
         self.best_value: Optional[float] = None
         self.bad_validations = 0
         self.saved_steps: List[int] = []
+        self.average_min_step = self._average_min_step()
+        self.config_hash = config_hash(config)
 
+        resumed = self._resume()
+        self.init_report = None if resumed else self._init_from()
         if self.dist.is_main:
             run = environment_info(str(self.device))
             run.update({"train_data": str(self.train_data.resolve()), "lang_dir": str(self.lang_dir.resolve()),
                         "valid_data": str(self.valid_data.resolve()) if self.valid_data else None,
-                        "world_size": self.dist.world_size, "total_steps": self.total_steps})
+                        "world_size": self.dist.world_size, "total_steps": self.total_steps,
+                        **self.threads_info, "average_min_step": self.average_min_step})
+            if self.init_report is not None:
+                run["init_from"] = self.init_report
             save_config(self.exp_dir / "config.yaml", config, run)
             with atomic_write(self.exp_dir / "task.yaml") as f:
                 yaml.safe_dump(asdict(self.task), f, sort_keys=False)
-        self._resume()
+            write_identity(self.exp_dir, self._current_identity())
         barrier(self.dist)
+
+    # ------------------------------------------------------------------ threads
+    def _set_threads(self) -> None:
+        """Set torch's CPU threads from ``train.num_threads`` (default: see :func:`default_num_threads`)."""
+        self._saved_threads = torch.get_num_threads()
+        want = self.tc.get("num_threads")
+        if want is None:
+            n, source = default_num_threads(self.dist)
+        else:
+            if isinstance(want, bool) or not isinstance(want, int) or want < 1:
+                raise ConfigError(f"train.num_threads must be null or an integer >= 1, got {want!r}")
+            n, source = int(want), "train.num_threads"
+        torch.set_num_threads(n)
+        try:
+            torch.set_num_interop_threads(n)
+        except RuntimeError:  # only allowed before the first inter-op parallel work of the process
+            pass
+        workers = int(self.config["data"].get("num_workers") or 0)
+        self.threads_info = {"num_threads": torch.get_num_threads(), "num_threads_from": source,
+                             "num_interop_threads": torch.get_num_interop_threads(), "num_workers": workers}
+        logger.info("device %s, %d intra-op thread(s) (%s), %d inter-op, %d data-loader worker(s)", self.device,
+                    self.threads_info["num_threads"], source, self.threads_info["num_interop_threads"], workers)
+
+    # ------------------------------------------------------------------ init_from
+    def _init_from(self) -> Optional[Dict[str, Any]]:
+        src = self.tc.get("init_from")
+        if not src:
+            return None
+        report = ckpt.init_model_from(self.model, src, self.tc.get("init_keys"), self.tc.get("init_exclude"))
+        logger.info("initialised from %s: %d tensor(s) loaded, %d skipped by init_keys/init_exclude, %d not in "
+                    "this model, %d shape-mismatched %s, %d of the model's left as initialised",
+                    report["path"], len(report["loaded"]), len(report["filtered"]), len(report["unexpected"]),
+                    len(report["shape_mismatch"]), report["shape_mismatch"][:10], len(report["not_initialised"]))
+        if report["not_initialised"]:
+            logger.info("not initialised from %s: %s", report["path"], report["not_initialised"][:20])
+        return {"path": report["path"], "sha256": report["sha256"], "loaded": len(report["loaded"]),
+                "shape_mismatch": report["shape_mismatch"], "not_initialised": len(report["not_initialised"])}
+
+    def _average_min_step(self) -> int:
+        v = self.tc.get("average_min_step")
+        if v is not None:
+            return int(v)
+        confs = (list(self.config["scheduler"].values()) if is_phased(self.config["scheduler"], "scheduler")
+                 else [self.config["scheduler"]])
+        return max(int(c.get("warmup_steps", 0) or 0) for c in confs)
 
     # ------------------------------------------------------------------ optimizers (one, or one per phase)
     def _model_phases(self, model) -> Optional[tuple]:
@@ -363,7 +419,9 @@ class Trainer:
             "best": [list(b) for b in self.best],
             "early_stop": {"best_value": self.best_value, "bad_validations": self.bad_validations},
             "saved_steps": list(self.saved_steps),
+            "validations": [list(v) for v in self.validations],
             "world_size": self.dist.world_size,
+            "config_hash": self.config_hash,
         }
 
     def _save(self) -> None:
@@ -384,18 +442,33 @@ class Trainer:
                 self.saved_steps.append(self.step)
         barrier(self.dist)
 
-    def _resume(self) -> None:
-        found = ckpt.latest_good_checkpoint(self.ckpt_dir)
+    def _resume(self) -> bool:
+        """Load the newest good checkpoint (bad ones are skipped by name); False when there is none.
+
+        Checkpoints that all fail to load stop training with an error (never a silent restart)."""
+        try:
+            found = ckpt.latest_good_checkpoint(self.ckpt_dir)
+        except ckpt.CheckpointError as e:
+            raise TrainingError(str(e)) from None
         if found is None:
-            return
+            return False
         path, state = found
-        self.model.load_state_dict(state["model"])
+        saved_hash = state.get("config_hash")
+        if saved_hash is not None and saved_hash != self.config_hash:
+            raise TrainingError(f"{path} was written with another config (config_hash {saved_hash[:12]}... vs "
+                                f"{self.config_hash[:12]}...); use a new exp dir")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise TrainingError(f"{path}: the checkpoint does not fit the configured model "
+                                f"(another architecture?): {e}") from None
         self._load_optim_state(state, path)
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.epoch = int(state["sampler"]["epoch"])
         self.position = int(state["sampler"]["position"])
         self.best = [list(b) for b in state["best"]]
+        self.validations = [list(v) for v in state.get("validations", [])]
         self.best_value = state["early_stop"]["best_value"]
         self.bad_validations = int(state["early_stop"]["bad_validations"])
         self.saved_steps = [s for s in state["saved_steps"] if s <= self.step]
@@ -408,6 +481,11 @@ class Trainer:
             ckpt.set_rng_state(rngs[0])
         logger.info("resumed from %s (step %d, epoch %d, batch %d of the epoch)",
                     path, self.step, self.epoch, self.position)
+        return True
+
+    def _patience_ran_out(self) -> bool:
+        patience = self.config["valid"].get("patience")
+        return patience is not None and self.bad_validations >= int(patience)
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
@@ -453,18 +531,21 @@ class Trainer:
         if name not in results:
             raise TrainingError(f"valid.metric {name!r} is not produced by the model; available: {sorted(results)}")
         value = results[name]
+        if not math.isfinite(value):
+            raise TrainingError(f"validation {name}={value} at step {self.step} on {self.valid_data}")
         better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
-        self.best.append([value, self.step])
-        self.best.sort(key=lambda vs: (-vs[0] if mode == "max" else vs[0], -vs[1]))
-        del self.best[int(self.tc["average_best"]):]
+        self.validations.append([value, self.step])
+        if self.step >= self.average_min_step:       # checkpoint averaging only after warm-up
+            self.best.append([value, self.step])
+            self.best.sort(key=lambda vs: (-vs[0] if mode == "max" else vs[0], -vs[1]))
+            del self.best[int(self.tc["average_best"]):]
         if self.best_value is None or better(value, self.best_value):
             self.best_value, self.bad_validations = value, 0
         else:
             self.bad_validations += 1
         logger.info("step %d valid: %s (best %s=%.4f)", self.step,
                     " ".join(f"{k}={v:.4f}" for k, v in results.items()), name, self.best_value)
-        patience = vc.get("patience")
-        return patience is not None and self.bad_validations >= int(patience)
+        return self._patience_ran_out()
 
     # ------------------------------------------------------------------ training
     def _autocast(self):
@@ -550,16 +631,57 @@ class Trainer:
             p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
             offset += n
 
+    def _averaging_steps(self) -> List[int]:
+        """Steps of the checkpoints averaged into model.pt: the best ``train.average_best`` validated
+        ones at steps >= ``train.average_min_step`` whose files verify (a missing or corrupt one is
+        replaced by the next best valid one); without any such validation, the newest valid ones."""
+        k = int(self.tc["average_best"])
+        mode = self.config["valid"]["mode"]
+        on_disk = {s for s, _ in ckpt.list_checkpoints(self.ckpt_dir)}
+        scores = {int(s): v for v, s in self.validations + self.best}     # best: checkpoints of older versions
+        ranked = sorted(((s, v) for s, v in scores.items() if s >= self.average_min_step),
+                        key=lambda sv: (-sv[1] if mode == "max" else sv[1], -sv[0]))
+        chosen: List[int] = []
+        for s, _ in ranked:
+            if len(chosen) == k:
+                break
+            if self._usable(s, on_disk, "validated checkpoint"):
+                chosen.append(s)
+        if chosen:
+            return chosen
+        if scores:
+            logger.warning("no usable validated checkpoint at step >= %d (train.average_min_step); model.pt = "
+                           "the newest valid checkpoint", self.average_min_step)
+            k = 1
+        newest = [s for s in sorted(on_disk, reverse=True) if self._usable(s, on_disk, "checkpoint")][:k]
+        if not newest:
+            raise TrainingError(f"{self.ckpt_dir}: no usable checkpoint to write {self.exp_dir}/model.pt from")
+        return newest
+
+    def _usable(self, step: int, on_disk, what: str) -> bool:
+        path = self.ckpt_dir / ckpt.checkpoint_name(step)
+        if step not in on_disk:
+            if what.startswith("validated") and any(int(s) == step for _, s in self.best):
+                logger.warning("best %s %s is missing; taking the next best valid one", what, path)
+            return False
+        try:
+            ckpt.load_checkpoint(path)
+            return True
+        except ckpt.CheckpointError as e:
+            logger.warning("%s unusable (%s); taking the next valid one", what, e)
+            return False
+
     def _finish(self) -> None:
         """Average the best checkpoints into model.pt and write the done marker."""
         if self.dist.is_main:
-            if self.best:
-                steps = [int(s) for _, s in self.best]
-            else:
-                steps = self.saved_steps[-int(self.tc["average_best"]):]
+            steps = self._averaging_steps()
             paths = [self.ckpt_dir / ckpt.checkpoint_name(s) for s in steps]
-            avg = ckpt.average_state_dicts(paths)
-            ckpt.save_checkpoint(self.exp_dir / "model.pt", {"model": avg, "averaged_steps": steps})
+            try:
+                avg = ckpt.average_state_dicts(paths)
+            except ckpt.CheckpointError as e:
+                raise TrainingError(str(e)) from None
+            ckpt.save_checkpoint(self.exp_dir / "model.pt", {"model": avg, "averaged_steps": steps,
+                                                             "config_hash": self.config_hash})
             logger.info("model.pt = average of checkpoints at steps %s", steps)
             with atomic_write(self.exp_dir / "done") as f:
                 f.write(f"step {self.step}\n")
@@ -570,18 +692,110 @@ class Trainer:
 
         ``stop_after_steps``: stop (as if killed) once this many updates are made and checkpointed,
         without writing model.pt/done. Returns "done", "already_done" or "stopped".
+
+        Before anything is written, the exp dir is locked (a second trainer on it is refused), orphan
+        temporary files of interrupted writes are removed, and an exp that already holds
+        checkpoints or is finished is checked against this call: the same data (identity.yaml) and
+        no incompatible config change (config.yaml); compatible changes are logged.
         """
-        if (self.exp_dir / "done").is_file():
+        self._resolve_paths()
+        lock = self._lock()
+        try:
+            self._setup_logging()
+            try:
+                if self._main_first(self._check_existing) == "already_done":
+                    return "already_done"
+                self._setup()
+                return self._loop(stop_after_steps)
+            finally:
+                self._teardown()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _main_first(self, fn):
+        """Run ``fn`` on the main process; its result, or its error, reaches every rank."""
+        if not self.dist.enabled:
+            return fn()
+        box = None
+        if self.dist.is_main:
+            try:
+                box = ("ok", fn())
+            except Exception as e:  # noqa: BLE001 - re-raised below, on every rank
+                box = ("error", e)
+        box = broadcast_object(box, self.dist)
+        if box[0] == "error":
+            err = box[1]
+            raise err if isinstance(err, Exception) else TrainingError(str(err))
+        return box[1]
+
+    def _lock(self) -> Optional[DirLock]:
+        def take():
+            lock = DirLock(self.exp_dir)
+            try:
+                lock.acquire()
+            except LockedError as e:
+                raise TrainingError(f"{e}: a second trainer on the same exp dir is refused") from None
+            return lock
+        if not self.dist.enabled:
+            return take()
+        lock = [None]
+
+        def take_main():
+            lock[0] = take()
+            return True
+        self._main_first(take_main)
+        return lock[0]
+
+    def _resolve_paths(self) -> None:
+        """Resolve config values that depend on the data dir (data.cmvn: auto) as they are saved."""
+        dc = self.config["data"]
+        if dc.get("cmvn") == "auto":
+            dc["cmvn"] = str((self.train_data / "cmvn.ark").resolve())
+        elif dc.get("cmvn"):
+            dc["cmvn"] = str(Path(dc["cmvn"]).resolve())
+
+    def _current_identity(self) -> Dict[str, Any]:
+        return exp_identity(self.config, self.train_data, self.valid_data, self.lang_dir)
+
+    def _check_existing(self) -> str:
+        """On the main process: clean up and check an existing exp; "already_done", "resume" or "new"."""
+        for d in (self.exp_dir, self.ckpt_dir):
+            for p in remove_orphan_tmp(d):
+                logger.warning("removed %s, left by an interrupted write", p)
+        done = (self.exp_dir / "done").is_file()
+        has_ckpt = bool(ckpt.list_checkpoints(self.ckpt_dir))
+        if not done and not has_ckpt:
+            return "new"
+        cfg_path = self.exp_dir / "config.yaml"
+        if cfg_path.is_file():
+            from parastyle.train.config import read_saved_config
+            incompatible, compatible = config_differences(read_saved_config(cfg_path), self.config)
+            if incompatible:
+                listing = "\n  ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in incompatible)
+                raise TrainingError(
+                    f"{self.exp_dir} was trained with another config ({cfg_path}); these keys differ and would "
+                    f"change the model or its training:\n  {listing}\nUse a new exp dir, or remove {self.exp_dir} "
+                    f"to train it again.")
+            for k, a, b in compatible:
+                logger.info("%s: %s changed from %r to %r (allowed when %s)", self.exp_dir, k, a, b,
+                            "finished" if done else "resuming")
+        else:
+            logger.warning("%s has %s but no config.yaml: the config cannot be compared", self.exp_dir,
+                           "done" if done else "checkpoints")
+        if check_exp_identity(self.exp_dir, **self._identity_parts()) is None:
+            logger.warning("%s has no %s (trained by an older version): cannot check what it was trained on",
+                           self.exp_dir, IDENTITY_FILE)
+        if done:
             msg = f"{self.exp_dir} is already trained ({self.exp_dir}/done exists); nothing to do"
             logger.info(msg)
             print(msg, file=sys.stderr)
             return "already_done"
-        self._setup_logging()
-        try:
-            self._setup()
-            return self._loop(stop_after_steps)
-        finally:
-            self._teardown()
+        return "resume"
+
+    def _identity_parts(self) -> Dict[str, Any]:
+        return {"config": self.config, "train_data": self.train_data, "valid_data": self.valid_data,
+                "lang_dir": self.lang_dir}
 
     def _loop(self, stop_after_steps: Optional[int]) -> str:
         tc = self.tc
@@ -601,6 +815,9 @@ class Trainer:
         acc_count, acc_utts, t0 = 0, 0, time.time()
         micro, step_loss = 0, 0.0
         stop = self.step >= self.total_steps
+        if not stop and self.valid_loader is not None and self._patience_ran_out():
+            logger.info("patience ran out at step %d before this run (early stop); not training further", self.step)
+            stop = True
         while not stop:
             sampler.load_state_dict({"epoch": self.epoch, "position": self.position})
             dataset.set_epoch(self.epoch)
@@ -690,5 +907,7 @@ class Trainer:
                 self.epoch += 1
                 self.position = 0
         bar.close()
+        if self.step >= self.total_steps:
+            logger.info("reached the last step (%d)", self.total_steps)
         self._finish()
         return "done"
