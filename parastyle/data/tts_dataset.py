@@ -2,14 +2,14 @@
 
 Per utterance of a Kaldi data dir:
 
-- phone ids from the ``phones`` table (``data.phones``, default ``phones``; written by
-  ``parastyle.bin.make_phones``) encoded with ``data.phone_vocab`` (the recipe's
-  ``data/lang/phones.txt``), ``<blank>`` interleaved when ``data.add_blank``;
+- phone ids from the ``phones`` table (``data.tts.phones``, default ``phones``; written by
+  ``parastyle.bin.make_phones``) encoded with ``data.tts.phone_vocab`` (the recipe's
+  ``data/lang/phones.txt``), ``<blank>`` interleaved when ``data.tts.add_blank``;
 - the log-mel target from ``feats.scp`` (the ParaMETA front-end's log-mel, no CMVN: the model
   predicts exactly what the vocoder consumes);
 - frame-level F0 (Hz, 0 = unvoiced) and energy from ``prosody.scp`` (``(T, 2)`` matrices written by
   ``parastyle.bin.extract_prosody`` on the same frames);
-- the style: ``data.style.type: vector`` -> a vector per utterance from ``<data_dir>/<data.style.scp>``
+- the style: ``data.tts.style.type: vector`` -> a vector per utterance from ``<data_dir>/<data.tts.style.scp>``
   (kaldiio, e.g. ParaMETA embeddings precomputed by ``parastyle.bin.make_style_vectors``), or
   ``speaker`` -> the speaker id (the model holds a speaker table);
 - labels of the factors (for the record; the TTS loss does not use them).
@@ -32,6 +32,7 @@ STYLE_TYPES = ("vector", "speaker")
 
 
 def style_config(dc: Dict[str, Any]) -> Dict[str, Any]:
+    """``dc["style"]`` with defaults: ``{type: vector, scp: style.scp}``."""
     sc = dict(dc.get("style") or {"type": "vector", "scp": "style.scp"})
     if sc.get("type") not in STYLE_TYPES:
         raise DataError(f"data.style.type must be one of {STYLE_TYPES}, got {sc.get('type')!r}")
@@ -139,19 +140,35 @@ def collate_tts(items: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 @DATASETS.register("tts")
 def build_tts_dataset(config, data_dir, factors, train, cmvn_path=None) -> TTSDataset:
+    """``data.dataset: tts``; options under ``data.tts``: ``phone_vocab`` (required), ``add_blank`` (true),
+    ``phones`` (table name, ``phones``), ``prosody`` (``prosody.scp``), ``style`` (``{type: vector, scp:
+    style.scp, exp, mode}`` or ``{type: speaker}``)."""
     dc = config["data"]
+    tc = tts_config(dc)
     if not dc.get("feats"):
         raise DataError("data.dataset tts reads log-mel targets from feats.scp: set data.feats: true")
     if dc.get("max_frames_per_utt"):
         raise DataError("data.dataset tts aligns whole utterances: set data.max_frames_per_utt: null")
     if dc.get("cmvn") or cmvn_path:
         raise DataError("data.dataset tts predicts the front-end's log-mel itself: set data.cmvn: null")
-    if not dc.get("phone_vocab"):
-        raise DataError("data.dataset tts needs data.phone_vocab (the recipe's data/lang/phones.txt)")
-    vocab = PhoneVocab.read(dc["phone_vocab"])
-    return TTSDataset(data_dir, factors, vocab, add_blank=bool(dc.get("add_blank", True)),
-                      phones_table=dc.get("phones", "phones"), style=dc.get("style"),
-                      prosody=dc.get("prosody", "prosody.scp"), seed=int(config["train"]["seed"]))
+    vocab = PhoneVocab.read(tc["phone_vocab"])
+    return TTSDataset(data_dir, factors, vocab, add_blank=tc["add_blank"], phones_table=tc["phones"],
+                      style=tc["style"], prosody=tc["prosody"], seed=int(config["train"]["seed"]))
 
 
-__all__ = ["TTSDataset", "collate_tts", "build_tts_dataset", "style_config"]
+def tts_config(dc: Dict[str, Any]) -> Dict[str, Any]:
+    """``data.tts`` with its defaults filled in (``phone_vocab`` required)."""
+    tc = dict(dc.get("tts") or {})
+    unknown = set(tc) - {"phone_vocab", "add_blank", "phones", "prosody", "style"}
+    if unknown:
+        raise DataError(f"data.tts: unknown keys {sorted(unknown)} (known: phone_vocab, add_blank, phones, prosody, style)")
+    if not tc.get("phone_vocab"):
+        raise DataError("data.dataset tts needs data.tts.phone_vocab (the recipe's data/lang/phones.txt)")
+    tc["add_blank"] = bool(tc.get("add_blank", True))
+    tc.setdefault("phones", "phones")
+    tc.setdefault("prosody", "prosody.scp")
+    tc["style"] = style_config({"style": tc.get("style")})
+    return tc
+
+
+__all__ = ["TTSDataset", "collate_tts", "build_tts_dataset", "style_config", "tts_config"]

@@ -52,3 +52,62 @@ def energy_per_frame(wav, n_fft: int = 1024, hop: int = 256, win_length: int = 1
                       window=torch.hann_window(win_length), center=True, pad_mode="reflect",
                       return_complex=True).abs()
     return torch.linalg.vector_norm(spec, dim=0).numpy().astype(np.float32)
+
+
+def prosody_of_wav(wav, frontend) -> np.ndarray:
+    """``(T, 2)`` float32: F0 (Hz, 0 = unvoiced) and energy per frame of a logmel front-end."""
+    conf = frontend.to_config()
+    f0 = f0_per_frame(wav, frontend.sample_rate, frontend.hop_length)
+    en = energy_per_frame(wav, conf["n_fft"], frontend.hop_length, conf["win_length"])
+    return np.stack([f0, en], axis=1).astype(np.float32)
+
+
+def extract_prosody(data_dir, dump_dir, frontend_conf=None, progress: bool = False) -> int:
+    """F0 + energy of every utterance of ``data_dir`` into ``<dump_dir>/prosody.ark`` and, last,
+    ``<data_dir>/prosody.scp`` (atomically), on the frames of ``feats.scp`` when present.
+
+    ``frontend_conf``: the logmel config; default ``<data_dir>/feats_conf.yaml``. An utterance whose
+    frame count differs from ``utt2num_frames`` is an error naming it. Returns the number of utterances.
+    """
+    from pathlib import Path
+
+    import kaldiio
+    import yaml
+
+    from parastyle.data.audio import load_audio
+    from parastyle.features.extract import work_items
+    from parastyle.features.frontend import LogMel, build_frontend
+    from parastyle.fileio import DataError, read_kv, write_kv
+
+    d, dump = Path(data_dir), Path(dump_dir)
+    if frontend_conf is None:
+        p = d / "feats_conf.yaml"
+        if not p.is_file():
+            raise DataError(f"{p}: not found; give the logmel front-end config (extract features first)")
+        frontend_conf = yaml.safe_load(p.read_text(encoding="utf-8"))
+    fe = build_frontend(dict(frontend_conf))
+    if not isinstance(fe, LogMel):
+        raise DataError(f"prosody targets follow a logmel front-end, got {fe.to_config()}")
+    frames = read_kv(d / "utt2num_frames") if (d / "utt2num_frames").is_file() else None
+    scp_path = d / "prosody.scp"
+    if scp_path.exists():
+        scp_path.unlink()
+    dump.mkdir(parents=True, exist_ok=True)
+    ark = dump / "prosody.ark"
+    tmp_scp = dump / "prosody.tmp.scp"
+    items = work_items(d)
+    from tqdm import tqdm
+    with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
+        for utt, entry, where, segment in tqdm(items, disable=not progress, desc="prosody"):
+            wav = load_audio(utt, entry, fe.sample_rate, segment=segment, min_samples=fe.min_samples, where=where)
+            pros = prosody_of_wav(wav, fe)
+            if frames is not None and int(frames[utt]) != pros.shape[0]:
+                raise DataError(f"{where}: utterance {utt!r}: {pros.shape[0]} prosody frames but "
+                                f"{d}/utt2num_frames says {frames[utt]} (was feats.scp made with another front-end?)")
+            if not np.isfinite(pros).all():
+                raise DataError(f"{where}: utterance {utt!r}: non-finite F0/energy")
+            writer(utt, pros)
+    table = read_kv(tmp_scp)
+    tmp_scp.unlink()
+    write_kv(scp_path, table)                      # last: marks the extraction complete
+    return len(table)

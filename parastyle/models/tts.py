@@ -108,7 +108,7 @@ class FastSpeechStyle(nn.Module):
             style = batch.get("style")
             if style is None:
                 raise DataError("fastspeech_style (style.type vector) needs style vectors in the batch "
-                                "(data.style.type: vector and a style.scp per data dir)")
+                                "(data.tts.style.type: vector and a style.scp per data dir)")
             if style.dim() != 2 or style.shape[1] != self.style_dim:
                 raise DataError(f"fastspeech_style expects style vectors of size {self.style_dim}, got shape "
                                 f"{tuple(style.shape)}")

@@ -188,3 +188,24 @@ def read_phones(path) -> Dict[str, List[str]]:
 def write_phones(path, table: Mapping[str, Sequence[str]]) -> None:
     from parastyle.fileio import write_kv
     write_kv(path, {u: " ".join(s) for u, s in table.items()})
+
+
+def phonemize_data_dir(data_dir, lang: Optional[str] = None, tag_language: bool = True) -> Dict[str, List[str]]:
+    """``{utt: phones}`` for every utterance of ``<data_dir>/text``; the language of an utterance is
+    ``lang`` or its line of ``utt2language`` (an utterance with neither is an error naming it)."""
+    from parastyle.fileio import read_kv
+    d = Path(data_dir)
+    text = read_kv(d / "text")
+    if lang is None:
+        p = d / "utt2language"
+        if not p.is_file():
+            raise PhonemeError(f"{p}: not found; give the language of {d} (make_phones --lang)")
+        langs = read_kv(p)
+        missing = [u for u in text if u not in langs]
+        if missing:
+            raise PhonemeError(f"{p}: {len(missing)} utterance(s) of {d}/text have no language, e.g. {missing[:3]}")
+    else:
+        langs = {u: lang for u in text}
+    utts = list(text)
+    seqs = phonemize([text[u] for u in utts], [langs[u] for u in utts], utts, tag_language=tag_language)
+    return dict(zip(utts, seqs))

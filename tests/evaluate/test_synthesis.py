@@ -1,0 +1,152 @@
+"""Synthesis library + CLI on a tiny world: style vectors against the style model itself,
+manipulation touches only its slice, the synthesis dir contract, determinism for a seed,
+candidates, copy synthesis, and clear errors for bad prompts / exp dirs."""
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tts_world import FE, FACTORS, make_world  # noqa: E402
+
+from parastyle.bin.synthesize import main as synthesize  # noqa: E402
+from parastyle.evaluate.synthesis import StyleEncoder, Synthesizer  # noqa: E402
+from parastyle.fileio import DataError, read_kv  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("tts") / "w")
+
+
+def test_style_vectors_are_layernormed_subspaces_of_the_style_model(world):
+    from parastyle.features.frontend import build_frontend
+    from parastyle.data.audio import load_audio
+    from parastyle.train.checkpoint import load_model_from_exp
+    model, _, _ = load_model_from_exp(world["style_exp"])
+    fe = build_frontend(dict(FE))
+    scp = read_kv(world["data"] / "style.scp")
+    wavs = read_kv(world["data"] / "wav.scp")
+    assert set(scp) == set(wavs)
+    for utt in list(wavs)[:3]:
+        feats = fe(load_audio(utt, wavs[utt], 22050))[None]
+        with torch.no_grad():
+            emb = model.embed({"feats": feats, "mask": torch.ones(1, feats.shape[1], dtype=torch.bool)})
+        ref = torch.cat([F.layer_norm(emb[f][0], (8,)) for f in model.factors])
+        got = torch.from_numpy(kaldiio.load_mat(scp[utt]).copy()).reshape(-1)
+        torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_manipulation_changes_only_the_target_slice(world):
+    enc = StyleEncoder(world["style_exp"])
+    v = enc.from_text(["a happy female voice speaking english", "a sad male voice speaking german"])
+    m = enc.manipulate(v, "gender", "male")
+    s, e = enc.slices["gender"]
+    assert (s, e) == (8 * enc.factors.index("gender"), 8 * enc.factors.index("gender") + 8)
+    torch.testing.assert_close(m[:, :s], v[:, :s])
+    torch.testing.assert_close(m[:, e:], v[:, e:])
+    proto = enc.model.prototypes.prototypes("gender")[FACTORS["gender"].index("male")]
+    ref = (proto - proto.mean()) / torch.sqrt(proto.var(unbiased=False) + 1e-5)
+    torch.testing.assert_close(m[0, s:e], ref, atol=1e-5, rtol=1e-5)
+    # the same LayerNorm as model.manipulate followed by the inference LayerNorm
+    sub = {f: v[:, a:b] for f, (a, b) in enc.slices.items()}
+    viamodel = enc.model.manipulate(sub, "gender", "male")["gender"]
+    torch.testing.assert_close(F.layer_norm(viamodel, (8,)), m[:, s:e], atol=1e-3, rtol=1e-3)  # LayerNorm eps
+    with pytest.raises(DataError, match="unknown gender class"):
+        enc.manipulate(v, "gender", "robot")
+    with pytest.raises(DataError, match="unknown factor"):
+        enc.manipulate(v, "age", "old")
+
+
+def _read_out(out):
+    return {name: read_kv(out / name) for name in ("wav.scp", "utt2spk", "text", "utt2prompt")}
+
+
+def test_cli_text_prompt_is_deterministic_and_writes_the_contract(world, tmp_path, capsys):
+    args = ["--tts_exp", str(world["tts_exp"]), "--text", "hello friend", "--lang", "en",
+            "--style_text", "a sad male voice speaking english", "--num_candidates", "3", "--seed", "7"]
+    assert synthesize(args + ["--out", str(tmp_path / "a")]) == 0
+    assert "RTF" in capsys.readouterr().out
+    assert synthesize(args + ["--out", str(tmp_path / "b")]) == 0
+    assert synthesize(args[:-1] + ["8", "--out", str(tmp_path / "c")]) == 0
+    a, b, c = (tmp_path / x for x in "abc")
+    ta = _read_out(a)
+    assert sorted(ta["wav.scp"]) == ["synth-c0", "synth-c1", "synth-c2"]
+    assert read_kv(a / "utt2group") == {f"synth-c{k}": "synth" for k in range(3)}
+    assert ta["utt2prompt"]["synth-c0"] == "text a sad male voice speaking english"
+    assert read_kv(a / "utt2language")["synth-c0"] == "en"
+    for k in range(3):
+        wa, sr = sf.read(ta["wav.scp"][f"synth-c{k}"])
+        wb, _ = sf.read(read_kv(b / "wav.scp")[f"synth-c{k}"])
+        assert sr == 22050 and np.array_equal(wa, wb)
+        assert len(wa) % 256 == 0
+    wa0, _ = sf.read(ta["wav.scp"]["synth-c0"])
+    wa1, _ = sf.read(ta["wav.scp"]["synth-c1"])
+    wc0, _ = sf.read(read_kv(c / "wav.scp")["synth-c0"])
+    assert not (len(wa0) == len(wa1) and np.array_equal(wa0, wa1))        # candidates differ
+    assert not (len(wa0) == len(wc0) and np.array_equal(wa0, wc0))        # another seed differs
+    styles = read_kv(a / "style.scp")
+    enc = StyleEncoder(world["style_exp"])
+    ref = enc.from_text(["a sad male voice speaking english"])[0]
+    torch.testing.assert_close(torch.from_numpy(kaldiio.load_mat(styles["synth-c0"]).copy()).reshape(-1), ref,
+                               atol=1e-5, rtol=1e-5)
+    conf = (a / "synth_conf.yaml").read_text()
+    assert "temperature_duration: 0.3" in conf and "seed: 7" in conf
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())     # no temp dir left
+
+
+def test_data_dir_prompts_targets_and_copy_synthesis(world, tmp_path):
+    d = world["data"]
+    out = tmp_path / "manip"
+    assert synthesize(["--tts_exp", str(world["tts_exp"]), "--out", str(out), "--data", str(d),
+                       "--prompt", "manipulated", "--manipulate", "emotion=*"]) == 0
+    emo = read_kv(d / "utt2emotion")
+    got = read_kv(out / "utt2emotion")
+    assert got == {u: ("sad" if e == "happy" else "happy") for u, e in emo.items()}
+    assert read_kv(out / "utt2gender") == read_kv(d / "utt2gender")
+    assert read_kv(out / "utt2ref") == {u: u for u in emo}
+    assert read_kv(out / "utt2prompt")["spkA-00"] == f"manipulated spkA-00 emotion={got['spkA-00']}"
+    assert read_kv(out / "text") == read_kv(d / "text")
+    from parastyle.data.datadir import validate_data_dir
+    # utt2prompt holds several tokens (the contract); the validator still takes every utt2<x> for a factor
+    assert [p for p in validate_data_dir(out, no_feats=True) if "/utt2prompt:" not in p] == []
+    # copy synthesis: reference durations -> exactly the reference number of frames
+    cs = tmp_path / "copy"
+    assert synthesize(["--tts_exp", str(world["tts_exp"]), "--out", str(cs), "--data", str(d), "--prompt", "speech",
+                       "--copy_synthesis"]) == 0
+    frames = read_kv(d / "utt2num_frames")
+    for u, w in read_kv(cs / "wav.scp").items():
+        assert sf.info(w).frames == int(frames[u]) * 256
+    text = tmp_path / "textp"
+    assert synthesize(["--tts_exp", str(world["tts_exp"]), "--out", str(text), "--data", str(d), "--prompt", "text",
+                       "--max_utts", "2"]) == 0
+    assert read_kv(text / "utt2prompt")["spkA-00"] == "text " + read_kv(d / "utt2caption")["spkA-00"]
+
+
+def test_bad_inputs_give_clear_errors(world, tmp_path, caplog):
+    base = ["--tts_exp", str(world["tts_exp"]), "--out", str(tmp_path / "x")]
+    bad_wav = tmp_path / "bad.wav"
+    bad_wav.write_bytes(b"not a wav")
+    assert synthesize(base + ["--text", "hello", "--lang", "en", "--style_wav", str(bad_wav)]) == 1
+    assert "bad.wav" in caplog.text
+    caplog.clear()
+    assert synthesize(base + ["--text", "hello", "--lang", "xx", "--style_text", "a voice"]) == 1
+    assert "language 'xx' is not supported" in caplog.text
+    caplog.clear()
+    assert synthesize(base + ["--text", "  ", "--lang", "en", "--style_text", "a voice"]) == 1
+    assert "empty text" in caplog.text
+    caplog.clear()
+    # a TTS exp that is not a TTS exp, a style exp that is not a style exp
+    assert synthesize(["--tts_exp", str(world["style_exp"]), "--out", str(tmp_path / "y"), "--text", "hi",
+                       "--lang", "en", "--style_text", "a voice"]) == 1
+    assert "not a TTS acoustic model" in caplog.text
+    with pytest.raises(DataError, match="a style exp must be"):
+        StyleEncoder(world["tts_exp"])
+    with pytest.raises(DataError, match="trained on style vectors of"):
+        Synthesizer(world["tts_exp"], style_exp=str(tmp_path))
+    assert not (tmp_path / "x").exists()
