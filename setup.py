@@ -23,6 +23,10 @@ VERBS = {
     "score-vib": "score_vib",
     "vib-probe": "vib_probe",
     "vib-attribution": "vib_attribution",
+    "make-phones": "make_phones",
+    "extract-prosody": "extract_prosody",
+    "make-style-vectors": "make_style_vectors",
+    "synthesize": "synthesize",
 }
 
 setup(
