@@ -26,7 +26,7 @@ Config (``model``)::
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -65,23 +65,21 @@ class SSETTokenizer(nn.Module):
         self.feat_dim, self.stride = int(feat_dim), int(stride)
         self.num_codebooks, self.codebook_size = int(num_codebooks), int(codebook_size)
         k = int(kernel_size)
-        enc: List[nn.Module] = [nn.Conv1d(feat_dim, hidden, k, padding=k // 2)]
-        enc += [ResBlock(hidden, k) for _ in range(num_blocks)]
-        enc += [nn.GELU(), nn.Conv1d(hidden, hidden, 2 * stride if stride > 1 else 1, stride=stride,
-                                     padding=(stride // 2) if stride > 1 else 0)]
-        enc += [ResBlock(hidden, k) for _ in range(num_blocks)]
-        enc += [nn.GELU(), nn.Conv1d(hidden, code_dim, 1)]
-        self.encoder = nn.Sequential(*enc)
+        # every layer's output is zeroed on padded frames, so an utterance's codes do not depend on the
+        # padding of its batch (the convolutions see zeros beyond the end, as for the utterance alone)
+        self.enc_in = nn.ModuleList([nn.Conv1d(feat_dim, hidden, k, padding=k // 2)] +
+                                    [ResBlock(hidden, k) for _ in range(num_blocks)])
+        self.down = (nn.Conv1d(hidden, hidden, 2 * stride, stride=stride, padding=stride // 2) if stride > 1
+                     else nn.Conv1d(hidden, hidden, 1))
+        self.enc_out = nn.ModuleList([ResBlock(hidden, k) for _ in range(num_blocks)] + [nn.Conv1d(hidden, code_dim, 1)])
         self.rvq = ResidualVQ(dim=code_dim, num_quantizers=self.num_codebooks, codebook_size=self.codebook_size,
                               decay=decay, commitment_weight=commitment_weight, kmeans_init=kmeans_init,
                               kmeans_iters=10, threshold_ema_dead_code=threshold_ema_dead_code)
-        dec: List[nn.Module] = [nn.Conv1d(code_dim, hidden, k, padding=k // 2)]
-        dec += [ResBlock(hidden, k) for _ in range(num_blocks)]
-        if stride > 1:
-            dec += [nn.GELU(), nn.ConvTranspose1d(hidden, hidden, 2 * stride, stride=stride, padding=stride // 2)]
-        dec += [ResBlock(hidden, k) for _ in range(num_blocks)]
-        dec += [nn.GELU(), nn.Conv1d(hidden, feat_dim, 1)]
-        self.decoder = nn.Sequential(*dec)
+        self.dec_in = nn.ModuleList([nn.Conv1d(code_dim, hidden, k, padding=k // 2)] +
+                                    [ResBlock(hidden, k) for _ in range(num_blocks)])
+        self.up = (nn.ConvTranspose1d(hidden, hidden, 2 * stride, stride=stride, padding=stride // 2) if stride > 1
+                   else nn.Conv1d(hidden, hidden, 1))
+        self.dec_out = nn.ModuleList([ResBlock(hidden, k) for _ in range(num_blocks)] + [nn.Conv1d(hidden, feat_dim, 1)])
 
     @classmethod
     def from_config(cls, conf: dict, task) -> "SSETTokenizer":
@@ -95,19 +93,36 @@ class SSETTokenizer(nn.Module):
         """Code frames of inputs of ``lens`` frames: ``ceil(T / stride)``."""
         return torch.div(lens + self.stride - 1, self.stride, rounding_mode="floor")
 
-    def _pad_input(self, feats: torch.Tensor) -> torch.Tensor:
-        T = feats.shape[1]
-        pad = (-T) % self.stride
-        return F.pad(feats, (0, 0, 0, pad)) if pad else feats
+    @staticmethod
+    def _masked(layers, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(layers):
+            x = layer(F.gelu(x) if i and not isinstance(layer, ResBlock) else x) * m
+        return x
 
-    def encode_continuous(self, feats: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` -> pre-quantisation ``(B, ceil(T / stride), code_dim)``."""
-        z = self.encoder(self._pad_input(feats).transpose(1, 2)).transpose(1, 2)
-        return z[:, : math.ceil(feats.shape[1] / self.stride)]
+    def encode_continuous(self, feats: torch.Tensor, lens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(B, T, D)`` (valid frames ``lens``, default all) -> pre-quantisation ``(B, ceil(T / stride), code_dim)``."""
+        B, T, _ = feats.shape
+        lens = torch.full((B,), T, device=feats.device) if lens is None else lens
+        Tp = math.ceil(T / self.stride) * self.stride
+        x = F.pad(feats, (0, 0, 0, Tp - T)).transpose(1, 2)
+        m = (torch.arange(Tp, device=x.device)[None] < lens[:, None]).unsqueeze(1).to(x.dtype)
+        x = self._masked(self.enc_in, x * m, m)
+        cm = (torch.arange(Tp // self.stride, device=x.device)[None] < self.code_lengths(lens)[:, None])
+        cm = cm.unsqueeze(1).to(x.dtype)
+        x = self.down(F.gelu(x)) * cm
+        x = self._masked(self.enc_out, x, cm)
+        return x.transpose(1, 2)
 
-    def decode_quantized(self, q: torch.Tensor, T: int) -> torch.Tensor:
-        """``(B, T', code_dim)`` -> ``(B, T, D)``."""
-        y = self.decoder(q.transpose(1, 2)).transpose(1, 2)
+    def decode_quantized(self, q: torch.Tensor, T: int, code_lens: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(B, T', code_dim)`` (valid code frames ``code_lens``) -> ``(B, T, D)``."""
+        B, Tq, _ = q.shape
+        code_lens = torch.full((B,), Tq, device=q.device) if code_lens is None else code_lens
+        cm = (torch.arange(Tq, device=q.device)[None] < code_lens[:, None]).unsqueeze(1).to(q.dtype)
+        x = self._masked(self.dec_in, q.transpose(1, 2) * cm, cm)
+        x = self.up(F.gelu(x))
+        m = (torch.arange(x.shape[-1], device=q.device)[None] < (code_lens * self.stride)[:, None])
+        m = m.unsqueeze(1).to(q.dtype)
+        y = self._masked(self.dec_out, x * m, m).transpose(1, 2)
         if y.shape[1] < T:
             y = F.pad(y, (0, 0, 0, T - y.shape[1]))
         return y[:, :T]
@@ -115,11 +130,11 @@ class SSETTokenizer(nn.Module):
     def forward(self, batch) -> Dict[str, Dict[str, torch.Tensor]]:
         feats, lens = batch["feats"], batch["feat_lens"]
         T = feats.shape[1]
-        z = self.encode_continuous(feats)
+        z = self.encode_continuous(feats, lens)
         clen = self.code_lengths(lens)
         cmask = torch.arange(z.shape[1], device=z.device)[None] < clen[:, None]
         q, codes, commit = self.rvq(z, mask=cmask)
-        recon = self.decode_quantized(q, T)
+        recon = self.decode_quantized(q, T, clen)
         mask = batch["mask"].unsqueeze(-1).to(recon.dtype)
         mse = ((recon - feats) ** 2 * mask).sum() / (mask.sum() * feats.shape[-1]).clamp_min(1)
         metrics = {"recon_mse": mse.detach()}
@@ -133,7 +148,7 @@ class SSETTokenizer(nn.Module):
     @torch.no_grad()
     def codes(self, feats: torch.Tensor, lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, D)`` -> codes ``(B, T', K)`` and code lengths ``(B,)`` (eval mode, no codebook update)."""
-        z = self.encode_continuous(feats)
+        z = self.encode_continuous(feats, lens)
         _, codes, _ = self.rvq(z, freeze_codebook=True)
         return codes, self.code_lengths(lens)
 
