@@ -86,29 +86,25 @@ class TagParaphrases:
         return y
 
 
-def tag_logits(speech: torch.Tensor, tag_emb: torch.Tensor, logit_scale: torch.Tensor | float = 1.0,
-               normalize: bool = True) -> torch.Tensor:
-    """``speech (B, D)``, ``tag_emb (M, D)`` -> ``(B, M)`` logits ``z_bm = scale * <s_b, t_m>``.
+def tag_logits(speech: torch.Tensor, tag_emb: torch.Tensor) -> torch.Tensor:
+    """``speech (B, D)``, ``tag_emb (M, D)`` -> ``(B, M)`` logits ``z_bm = cos(s_b, t_m)``.
 
-    With ``normalize`` the embeddings are L2-normalised first (the dot product is the cosine).
+    The plain cosine, as in ParaSpeechCLAP and its authors' code: no logit scale (so the tag loss
+    never moves the InfoNCE temperature) and no bias.
     """
-    if normalize:
-        speech, tag_emb = F.normalize(speech, dim=-1), F.normalize(tag_emb, dim=-1)
-    return logit_scale * (speech @ tag_emb.t())
+    return F.normalize(speech, dim=-1) @ F.normalize(tag_emb, dim=-1).t()
 
 
-def tag_bce_loss(speech: torch.Tensor, tag_emb: torch.Tensor, targets: torch.Tensor,
-                 logit_scale: torch.Tensor | float = 1.0, normalize: bool = True,
-                 bias: torch.Tensor | float = 0.0) -> torch.Tensor:
+def tag_bce_loss(speech: torch.Tensor, tag_emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of every utterance against every tag.
 
     ``speech (B, D)``, ``tag_emb (M, D)``, ``targets (B, M)`` in {0, 1}::
 
-        z_bm = scale * <s_b, t_m> + bias          (s, t L2-normalised when ``normalize``)
+        z_bm = cos(s_b, t_m)
         L = -1/(B M) sum_b sum_m [ y_bm log sigmoid(z_bm) + (1 - y_bm) log(1 - sigmoid(z_bm)) ]
     """
     if targets.shape != (speech.shape[0], tag_emb.shape[0]):
         raise ValueError(f"tag_bce_loss: targets {tuple(targets.shape)} != (B, M) = "
                          f"({speech.shape[0]}, {tag_emb.shape[0]})")
-    z = tag_logits(speech, tag_emb, logit_scale, normalize) + bias
+    z = tag_logits(speech, tag_emb)
     return F.binary_cross_entropy_with_logits(z, targets.to(z.dtype))

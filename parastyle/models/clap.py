@@ -13,10 +13,14 @@ Losses (each multiplied by its weight from ``loss_weights``):
   (:func:`parastyle.losses.infonce.global_infonce_loss`). With ``caption_positives`` clips of one
   batch that share a caption are positives of each other rather than negatives.
 * ``tag_bce`` — intrinsic-tag classification through the text tower: each step draws one
-  paraphrase per tag (``tag_paraphrases`` JSON; the model's own ``torch.Generator`` seeded by
-  ``seed``), encodes them with the text tower into ``(M, E)`` tag embeddings and applies
-  :func:`parastyle.losses.tagging.tag_bce_loss` against the multi-hot tags of the batch, with
-  logits ``scale * cos(speech, tag) + bias`` (shared logit scale, learnable bias initialised at 0).
+  paraphrase per tag (``tag_paraphrases`` JSON; a ``torch.Generator`` seeded by ``(seed, step)``,
+  so a resumed run draws what the uninterrupted one drew), encodes them with the text tower into
+  ``(M, E)`` tag embeddings and applies :func:`parastyle.losses.tagging.tag_bce_loss` against the
+  multi-hot tags of the batch, with logits the plain cosine ``cos(speech, tag)`` (no logit scale,
+  no bias, as in the paper and the authors' code: the tag loss never moves the temperature).
+
+Captions: when a clip has several captions (ParaSpeechCaps' ``text_description`` list) the
+``clap`` dataset (:mod:`parastyle.data.caption_dataset`) draws one per draw of the clip.
 
 Config (``model:`` section of the training YAML)::
 
@@ -24,7 +28,7 @@ Config (``model:`` section of the training YAML)::
     encoder: {name: ssl, path: ..., arch: WAVLM_LARGE, trainable: true}   # speech tower
     text_encoder: {path: null, pooling: auto, trainable: false, max_length: 64}
     embed_dim: 768
-    projection: {hidden_dim: null, dropout: 0.0}
+    projection: {dropout: 0.5}
     temperature: 0.07
     max_logit_scale: 100.0
     caption_positives: true
@@ -64,13 +68,13 @@ class CLAP(nn.Module):
         speech_encoder: module ``(x (B, T, D), mask (B, T)) -> (B, H_s)`` with ``.output_dim``.
         text_encoder: module ``list[str] -> (B, H_t)`` with ``.output_dim``.
         embed_dim: joint space size.
-        projection: kwargs of both :class:`ProjectionHead` (``hidden_dim``, ``dropout``).
+        projection: kwargs of both :class:`ProjectionHead` (``dropout``).
         temperature, max_logit_scale: InfoNCE logit scale ``1/tau`` init and cap.
         caption_positives: clips sharing a caption are InfoNCE positives of each other.
         loss_weights: ``{"infonce": w, "tag_bce": w}``.
         tag_paraphrases: :class:`TagParaphrases` (required when ``tag_bce`` weight > 0).
         tag_ignore_unknown: leave out batch tags absent from the paraphrase file (else an error).
-        seed: seed of the paraphrase sampling generator.
+        seed: seed of the paraphrase draws (one generator per step, seeded by ``(seed, step)``).
     """
 
     def __init__(self, speech_encoder: nn.Module, text_encoder: nn.Module, embed_dim: int = 768,
@@ -97,9 +101,8 @@ class CLAP(nn.Module):
         self.caption_positives = caption_positives
         self.tag_paraphrases = tag_paraphrases
         self.tag_ignore_unknown = tag_ignore_unknown
-        self.tag_bias = nn.Parameter(torch.zeros(())) if weights["tag_bce"] > 0 else None
-        self.generator = torch.Generator()
-        self.generator.manual_seed(int(seed))
+        self.seed = int(seed)
+        self.step = 0
         self.embed_dim = embed_dim
 
     @classmethod
@@ -141,6 +144,16 @@ class CLAP(nn.Module):
         return torch.cat([self.text_embedding(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
 
     # ------------------------------------------------------------------ training
+    def on_step(self, step: int, total_steps: int) -> None:
+        """Trainer hook: the optimizer step about to run (seeds that step's paraphrase draw)."""
+        self.step = int(step)
+
+    def paraphrase_generator(self) -> torch.Generator:
+        """A generator seeded by ``(seed, step)``: the draw depends on the step only (exact resume)."""
+        g = torch.Generator()
+        g.manual_seed(self.seed * 1_000_003 + self.step)
+        return g
+
     def forward(self, batch: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
         """Losses ``infonce`` and (when weighted) ``tag_bce``; metrics ``logit_scale``, ``a2t_acc``."""
         captions = batch.get("captions")
@@ -164,11 +177,10 @@ class CLAP(nn.Module):
             if tags is None:
                 raise DataError(f"clap: loss tag_bce needs tags (utt2tags) for every utterance; "
                                 f"first utterances: {batch.get('utt_ids', [])[:3]}")
-            prompts = self.tag_paraphrases.sample(self.generator)
+            prompts = self.tag_paraphrases.sample(self.paraphrase_generator())
             tag_emb = self.text_embedding(prompts)
             y = self.tag_paraphrases.multi_hot(tags, batch.get("utt_ids"), self.tag_ignore_unknown).to(speech.device)
-            losses["tag_bce"] = self.loss_weights["tag_bce"] * tag_bce_loss(speech, tag_emb, y, scale,
-                                                                            bias=self.tag_bias)
+            losses["tag_bce"] = self.loss_weights["tag_bce"] * tag_bce_loss(speech, tag_emb, y)
         return {"losses": losses, "metrics": metrics}
 
 

@@ -1,46 +1,42 @@
 """Projection heads mapping an encoder's embedding into a shared embedding space.
 
-ParaSpeechCLAP (arXiv 2603.28737) puts a head of two linear layers with a GELU and a LayerNorm
-on top of each tower (speech and text) to reach the joint 768-d space. This module implements
-that head as::
+ParaSpeechCLAP (arXiv 2603.28737) puts one head on top of each tower (speech and text) to reach
+the joint 768-d space. The head is the one of the authors' code (the CLAP ``Projection``)::
 
-    h = Linear(in_dim, hidden_dim)(x)
-    h = GELU(h)
-    h = Dropout(p)(h)
-    y = LayerNorm(out_dim)(Linear(hidden_dim, out_dim)(h))
+    x1 = W1 x                                   (Linear(in_dim, out_dim), no bias)
+    y  = LayerNorm(x1 + Dropout(W2 GELU(x1)))   (W2: Linear(out_dim, out_dim), no bias)
 
-``hidden_dim`` defaults to ``out_dim``. The output is not L2-normalised: losses and scorers
-normalise where they need cosine similarities.
+i.e. a residual two-layer MLP with a post-LayerNorm; dropout 0.5 in the paper's configs. The
+output is not L2-normalised: losses and scorers normalise where they need cosine similarities.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
 class ProjectionHead(nn.Module):
-    """Linear-GELU-(Dropout)-Linear-LayerNorm: ``(B, in_dim)`` -> ``(B, out_dim)``.
+    """``LayerNorm(x1 + Dropout(W2 GELU(x1)))``, ``x1 = W1 x``: ``(..., in_dim)`` -> ``(..., out_dim)``.
 
     Args:
         in_dim: input embedding size.
         out_dim: output embedding size (768 in ParaSpeechCLAP).
-        hidden_dim: size after the first linear layer (default ``out_dim``).
-        dropout: dropout probability after the GELU.
+        dropout: dropout probability on the residual branch ``W2 GELU(x1)`` (0.5 in the paper).
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 768, hidden_dim: Optional[int] = None, dropout: float = 0.0):
+    def __init__(self, in_dim: int, out_dim: int = 768, dropout: float = 0.5):
         super().__init__()
-        hidden_dim = out_dim if hidden_dim is None else hidden_dim
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"ProjectionHead: dropout must be in [0, 1), got {dropout}")
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.fc1 = nn.Linear(in_dim, hidden_dim)
-        self.act = nn.GELU()
+        self.fc1 = nn.Linear(in_dim, out_dim, bias=False)
+        self.fc2 = nn.Linear(out_dim, out_dim, bias=False)
         self.dropout = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(hidden_dim, out_dim)
         self.norm = nn.LayerNorm(out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"ProjectionHead expects (..., {self.in_dim}), got shape {tuple(x.shape)}")
-        return self.norm(self.fc2(self.dropout(self.act(self.fc1(x)))))
+        x1 = self.fc1(x)
+        return self.norm(x1 + self.dropout(self.fc2(F.gelu(x1))))

@@ -50,20 +50,21 @@ def test_multi_hot_and_unknown_tag():
 
 
 def test_bce_matches_loop_reference():
+    """Logits are the plain cosine (no scale, no bias), as in ParaSpeechCLAP: a loop reference."""
     g = torch.Generator().manual_seed(2)
     s, t = torch.randn(4, 5, generator=g), torch.randn(3, 5, generator=g)
     y = torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 1]], dtype=torch.float)
-    scale, bias = 7.0, -0.5
     ref = 0.0
     for b in range(4):
         for m in range(3):
-            z = scale * float(torch.dot(s[b], t[m]) / (s[b].norm() * t[m].norm())) + bias
+            z = float(torch.dot(s[b], t[m]) / (s[b].norm() * t[m].norm()))
             p = 1 / (1 + math.exp(-z))
             yy = float(y[b, m])
             ref += -(yy * math.log(p) + (1 - yy) * math.log(1 - p))
     ref /= 12
-    assert tag_bce_loss(s, t, y, scale, bias=bias).item() == pytest.approx(ref, rel=1e-5)
-    # unnormalised variant is the raw dot product
-    torch.testing.assert_close(tag_logits(s, t, 1.0, normalize=False), s @ t.t())
+    assert tag_bce_loss(s, t, y).item() == pytest.approx(ref, rel=1e-5)
+    z = tag_logits(s, t)
+    assert float(z.abs().max()) <= 1.0 + 1e-6          # a cosine: no logit scale
+    torch.testing.assert_close(tag_logits(3.0 * s, 0.5 * t), z)
     with pytest.raises(ValueError, match="targets"):
         tag_bce_loss(s, t, y[:, :2])

@@ -39,7 +39,7 @@ TAGS = {"shrill": ["A shrill voice.", "Piercing high pitch."], "deep": ["A deep 
 def model_conf(text_path, tag_weight=0.0, trainable_text=False, para=None):
     return {"name": "clap", "encoder": {"name": "tdnn", "hidden": 8, "output_dim": 12, "dropout": 0.0},
             "text_encoder": {"path": text_path, "trainable": trainable_text},
-            "embed_dim": 10, "loss_weights": {"infonce": 1.0, "tag_bce": tag_weight},
+            "embed_dim": 10, "projection": {"dropout": 0.0}, "loss_weights": {"infonce": 1.0, "tag_bce": tag_weight},
             "tag_paraphrases": para, "seed": 3}
 
 
@@ -82,7 +82,44 @@ def test_infonce_loss_value_and_gradients(text_path):
     names = [n for n, _ in model.named_parameters()]
     assert not any("text_encoder" in n for n in names)
     assert not any(k.startswith("text_encoder.") for k in model.state_dict())
-    assert 0.0 <= float(out["metrics"]["a2t_acc"]) <= 1.0
+    # a2t accuracy: the caption ranked first for each clip is (one of) its own, by brute force
+    sims = (a @ t.t()).tolist()
+    hits = [ids[max(range(6), key=lambda j: sims[i][j])] == ids[i] for i in range(6)]
+    assert float(out["metrics"]["a2t_acc"]) == pytest.approx(sum(hits) / 6)
+
+
+def test_projection_head_is_the_authors():
+    """LayerNorm(x1 + Dropout(W2 GELU(x1))), x1 = W1 x, no biases; the paper's dropout 0.5 by default."""
+    import math
+
+    from parastyle.nn.projection import ProjectionHead
+    torch.manual_seed(0)
+    head = ProjectionHead(5, 4)
+    assert head.dropout.p == 0.5 and head.fc1.bias is None and head.fc2.bias is None
+    with torch.no_grad():
+        head.norm.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
+        head.norm.bias.copy_(torch.tensor([0.1, 0.0, -0.2, 0.3]))
+    head.eval()
+    x = torch.randn(3, 5)
+    w1, w2 = head.fc1.weight.tolist(), head.fc2.weight.tolist()
+    for b in range(3):
+        x1 = [sum(w1[o][i] * float(x[b, i]) for i in range(5)) for o in range(4)]
+        gelu = [0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x1]
+        h = [x1[o] + sum(w2[o][i] * gelu[i] for i in range(4)) for o in range(4)]
+        mu = sum(h) / 4
+        var = sum((v - mu) ** 2 for v in h) / 4
+        ref = [(v - mu) / math.sqrt(var + 1e-5) * float(head.norm.weight[o].detach()) + float(head.norm.bias[o].detach())
+               for o, v in enumerate(h)]
+        torch.testing.assert_close(head(x[b:b + 1])[0], torch.tensor(ref), atol=1e-5, rtol=1e-5)
+    # dropout acts on the residual branch only: x1 always reaches the LayerNorm
+    head.train()
+    head.dropout.p = 0.999999
+    torch.manual_seed(1)
+    torch.testing.assert_close(head(x), head.norm(head.fc1(x)), atol=1e-4, rtol=1e-4)
+    # the paper value comes through the model config too
+    assert ProjectionHead(3, 2, dropout=0.0).dropout.p == 0.0
+    with pytest.raises(ValueError, match="dropout"):
+        ProjectionHead(3, 2, dropout=1.0)
 
 
 def test_tag_bce_through_paraphrases(text_path, tmp_path):
@@ -92,14 +129,32 @@ def test_tag_bce_through_paraphrases(text_path, tmp_path):
     b = batch()
     out = model(b)
     assert set(out["losses"]) == {"infonce", "tag_bce"}
-    g = torch.Generator().manual_seed(3)
+    g = torch.Generator().manual_seed(3 * 1_000_003 + 0)      # seed 3, step 0
     prompts = TagParaphrases(TAGS).sample(g)
     with torch.no_grad():
         a = model.speech_embedding(b["feats"], b["mask"])
         tag_emb = model.text_embedding(prompts)
         y = TagParaphrases(TAGS).multi_hot(b["tags"])
-        ref = 0.5 * tag_bce_loss(a, tag_emb, y, model.logit_scale(), bias=model.tag_bias)
+        cos = torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(tag_emb, dim=-1).t()
+        ref = 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(cos, y)   # plain cosine logits
     assert out["losses"]["tag_bce"].item() == pytest.approx(ref.item(), rel=1e-5)
+    # the tag loss never moves the shared temperature, and there is no tag bias parameter
+    model.zero_grad()
+    out["losses"]["tag_bce"].backward()
+    g_scale = model.logit_scale.log_scale.grad
+    assert g_scale is None or float(g_scale.abs()) == 0.0
+    assert not any("bias" in n and "tag" in n for n, _ in model.named_parameters())
+    # the paraphrase draw is a function of (seed, step): a resumed run draws what the first one drew
+    model.on_step(5, 10)
+    d5 = TagParaphrases(TAGS).sample(model.paraphrase_generator())
+    model.on_step(6, 10)
+    model.on_step(5, 10)
+    assert TagParaphrases(TAGS).sample(model.paraphrase_generator()) == d5
+    draws = set()
+    for step in range(40):
+        model.on_step(step, 40)
+        draws.add(tuple(TagParaphrases(TAGS).sample(model.paraphrase_generator())))
+    assert len(draws) > 1
     bad = batch()
     bad["tags"][0] = ["angry"]
     with pytest.raises(DataError, match="u0.*angry"):
@@ -205,3 +260,50 @@ def test_joint_embeddings_subspace_and_clap_models(text_path):
     torch.testing.assert_close(out["speech"], clap.embed(b5)["speech"])
     torch.testing.assert_close(out["text"], clap.embed_text(["x", "y z"]))
     assert joint_embeddings(clap, batch=b5).keys() == {"speech"}
+
+
+def test_clap_dataset_draws_a_caption_per_draw(make_data_dir_fixture):
+    """Clips with several captions (captions.json) get a random one per draw in training, a
+    function of (seed, epoch, index) only (a fresh dataset at the same epoch, as after a resume,
+    draws the same); evaluation keeps utt2caption; a stale captions.json is an error."""
+    from parastyle.fileio import read_kv, write_kv
+    from parastyle.train.build import build_dataset
+
+    d = make_data_dir_fixture("data", num_spk=2, utts_per_spk=3)
+    utts = sorted(read_kv(d / "utt2spk"))
+    multi = {u: [f"first caption {u}", f"second caption {u}", f"third caption {u}"] for u in utts[:4]}
+    write_kv(d / "utt2caption", {u: multi[u][0] if u in multi else f"only caption {u}" for u in utts})
+    multi["some-other-utt"] = ["ignored", "entries"]                  # e.g. a subset of the parent dir
+    (d / "captions.json").write_text(json.dumps(multi))
+    config = {"data": {"feats": False, "frontend": {"type": "raw", "sample_rate": 16000}, "dataset": "clap"},
+              "train": {"seed": 7}}
+
+    def captions(ds, epoch):
+        ds.set_epoch(epoch)
+        return [ds[i]["caption"] for i in range(len(ds))]
+
+    train = build_dataset(config, d, {}, train=True)
+    assert train.utts == utts and len(train) == len(utts)
+    per_epoch = [captions(train, e) for e in range(12)]
+    for e, caps in enumerate(per_epoch):
+        for i, u in enumerate(utts):
+            assert caps[i] in multi.get(u, [f"only caption {u}"])
+    for i, u in enumerate(utts[:4]):                                  # every caption gets drawn
+        assert {caps[i] for caps in per_epoch} == set(multi[u]), u
+    assert all(caps[4:] == [f"only caption {u}" for u in utts[4:]] for caps in per_epoch)
+    # deterministic: a new dataset (resume) at epoch 5 sees epoch 5's captions, in any item order
+    again = build_dataset(config, d, {}, train=True)
+    again.set_epoch(5)
+    assert [again[i]["caption"] for i in reversed(range(len(utts)))] == per_epoch[5][::-1]
+    # evaluation: the utt2caption caption, every epoch
+    ev = build_dataset(config, d, {}, train=False)
+    assert captions(ev, 0) == captions(ev, 3) == [read_kv(d / "utt2caption")[u] for u in utts]
+    # a captions.json whose list does not hold the utt2caption caption is stale
+    multi[utts[0]] = ["something else", "and more"]
+    (d / "captions.json").write_text(json.dumps(multi))
+    with pytest.raises(DataError, match=f"{utts[0]}.*stale"):
+        build_dataset(config, d, {}, train=True)
+    multi[utts[0]] = []
+    (d / "captions.json").write_text(json.dumps(multi))
+    with pytest.raises(DataError, match=f"{utts[0]}.*non-empty list"):
+        build_dataset(config, d, {}, train=True)
