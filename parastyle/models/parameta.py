@@ -2,21 +2,26 @@
 
 ParaMETA ("parameta")::
 
-    feats (B, T, 80) --encoder--> h (B, E) --Linear--> META m (B, 768)
+    feats (B, T, 80) --encoder--> META m (B, 768)    (the paper's backbones end in 768-d: no projection;
+                                                     another encoder size gets a Linear(E, 768))
     m --Linear_f--> subspace s_f (B, 192)        one independent projection per factor f
     caption --frozen sentence encoder--> t (B, 384) --Linear_f--> text subspace u_f (B, 192)
 
+(The four 192-d speech projections together are one Linear(768, 768) cut into slices, as are the
+text projections; the paper's parameter totals count the speech side plus a text Linear(768, 768).)
+
 Losses (the trainer sums them; names as returned by ``forward``)::
 
-    supcon_<f>  = SupCon(s_f, y_f; tau)                                         (each factor)
-    meta        = META regularisation(m, {y_f}; tau)                            (use_meta only)
+    supcon_<f>  = SupCon(s_f, y_f; tau_supcon = 0.07)                           (each factor)
+    meta        = META regularisation(m, {y_f}; tau_meta = 0.1)                 (use_meta only)
     pal_speech  = lambda * sum_f mean_i (1 - cos(s_f,i, p_f,y_i))               (prototype alignment)
     pal_text    = lambda * sum_f mean_i (1 - cos(u_f,i, p_f,y_i))               (use_text only)
 
 Prototypes ``p_f,c`` are EMA buffers (momentum 0.99) of L2-normalised batch class means of the speech
 subspace embeddings, updated inside ``forward`` in train mode *before* the alignment term is computed
 (so a class met for the first time is aligned to its own batch mean). Text embeddings never update
-prototypes. Inference: the class of the most cosine-similar prototype, per factor.
+prototypes. Inference: each subspace embedding is LayerNorm-ed (no affine parameters) and given the
+class of the most cosine-similar prototype, per factor (``inference_layernorm``, as the authors' release).
 
 CLAP objective ("clap_objective"): speech encoder -> shared space, caption -> the same space, loss
 symmetric InfoNCE (utterances with identical captions count as positives of each other).
@@ -81,9 +86,14 @@ class ParaMETA(nn.Module):
         feat_dim: D of the input features.
         factors: ``{factor: [labels]}`` (from ``task.factors``); index = position.
         encoder: encoder config ``{"name": "cnn"|"lstm"|"qformer"|"transformer", ...}``.
-        meta_dim: size of the META embedding (768).
+        meta_dim: size of the META embedding (768). An encoder whose ``output_dim`` is ``meta_dim``
+            *is* the META encoder (no projection); otherwise a ``Linear(output_dim, meta_dim)`` follows it.
         subspace_dim: size of each factor subspace (192).
-        tau: temperature of SupCon and META regularisation.
+        tau_supcon: temperature of the per-subspace supervised contrastive loss (paper: 0.07).
+        tau_meta: temperature of the META regularisation (paper: 0.1).
+        tau: one temperature for both losses (older configs); give either ``tau`` or the two above.
+        inference_layernorm: LayerNorm (no affine) each subspace embedding before the cosine to the
+            prototypes at inference (``classify``, ``predict``, ``predict_text`` and the batch accuracy).
         lam: weight lambda of the prototype alignment terms (0.1).
         momentum: EMA momentum of the prototypes (0.99).
         use_meta: add the META regularisation (ParaMETA) or not (ParaMETA w/o META).
@@ -94,9 +104,10 @@ class ParaMETA(nn.Module):
     """
 
     def __init__(self, feat_dim: int, factors: Mapping[str, Sequence[str]], encoder: Mapping[str, Any],
-                 meta_dim: int = 768, subspace_dim: int = 192, tau: float = 0.1, lam: float = 0.1,
+                 meta_dim: int = 768, subspace_dim: int = 192, tau_supcon: Optional[float] = None,
+                 tau_meta: Optional[float] = None, tau: Optional[float] = None, lam: float = 0.1,
                  momentum: float = 0.99, use_meta: bool = True, use_text: bool = True,
-                 text_encoder: Optional[Mapping[str, Any]] = None):
+                 text_encoder: Optional[Mapping[str, Any]] = None, inference_layernorm: bool = True):
         super().__init__()
         if not factors:
             raise ValueError("ParaMETA needs at least one factor (task.factors is empty)")
@@ -104,9 +115,15 @@ class ParaMETA(nn.Module):
             raise ValueError("a factor may not be called 'meta' (the name of the META embedding)")
         self.factors = list(factors)
         self.labels = {f: list(v) for f, v in factors.items()}
-        self.tau, self.lam, self.use_meta, self.use_text = float(tau), float(lam), bool(use_meta), bool(use_text)
+        if tau is not None and (tau_supcon is not None or tau_meta is not None):
+            raise ValueError("ParaMETA: give either tau (both losses) or tau_supcon / tau_meta, not both")
+        self.tau_supcon = float(tau if tau is not None else 0.07 if tau_supcon is None else tau_supcon)
+        self.tau_meta = float(tau if tau is not None else 0.1 if tau_meta is None else tau_meta)
+        self.lam, self.use_meta, self.use_text = float(lam), bool(use_meta), bool(use_text)
+        self.inference_layernorm = bool(inference_layernorm)
         self.encoder = build_encoder(dict(encoder), feat_dim)
-        self.meta_proj = nn.Linear(self.encoder.output_dim, meta_dim)
+        self.meta_proj = (nn.Identity() if self.encoder.output_dim == meta_dim
+                          else nn.Linear(self.encoder.output_dim, meta_dim))
         self.subspace_proj = nn.ModuleDict({f: nn.Linear(meta_dim, subspace_dim) for f in self.factors})
         self.prototypes = PrototypeBank({f: len(self.labels[f]) for f in self.factors}, subspace_dim, momentum)
         self.text_encoder = _build_text_encoder(text_encoder) if use_text else None
@@ -120,6 +137,22 @@ class ParaMETA(nn.Module):
         if "encoder" not in conf:
             raise KeyError("model config of 'parameta' needs an 'encoder' section, e.g. {name: lstm}")
         return cls(feat_dim=task.feat_dim, factors=task.factors, **conf)
+
+    def parameter_counts(self, text_dim: int = 768) -> Dict[str, int]:
+        """Parameter counts under both conventions.
+
+        ``encoder``; ``speech`` = encoder + META projection (if any) + subspace projections;
+        ``text_projection`` = this model's text projections (0 without text); ``model`` = speech +
+        text_projection (everything trained; the frozen sentence encoder is not counted); ``paper`` =
+        speech + the text projections a ``text_dim``-d sentence encoder would need (the paper's
+        totals: all-mpnet-base-v2, 768-d)."""
+        def n(mod):
+            return sum(p.numel() for p in mod.parameters()) if mod is not None else 0
+        speech = n(self.encoder) + n(self.meta_proj) + n(self.subspace_proj)
+        sub = self.prototypes.dim
+        text = n(self.text_proj)
+        return {"encoder": n(self.encoder), "speech": speech, "text_projection": text, "model": speech + text,
+                "paper": speech + len(self.factors) * (text_dim * sub + sub)}
 
     # ------------------------------------------------------------------ embeddings
     def embed(self, batch: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
@@ -150,9 +183,9 @@ class ParaMETA(nn.Module):
         emb = self.embed(batch)
         losses: Dict[str, torch.Tensor] = {}
         for f in self.factors:
-            losses[f"supcon_{f}"] = supcon_loss(emb[f], labels[f], self.tau)
+            losses[f"supcon_{f}"] = supcon_loss(emb[f], labels[f], self.tau_supcon)
         if self.use_meta:
-            losses["meta"] = meta_regularization_loss(emb["meta"], labels, self.tau)
+            losses["meta"] = meta_regularization_loss(emb["meta"], labels, self.tau_meta)
         if self.training:
             for f in self.factors:
                 self.prototypes.update(f, emb[f], labels[f])
@@ -166,7 +199,7 @@ class ParaMETA(nn.Module):
         with torch.no_grad():
             for f in self.factors:
                 if bool(self.prototypes.seen(f).any()):
-                    acc = _accuracy(self.prototypes.nearest(f, emb[f]), labels[f])
+                    acc = _accuracy(self.prototypes.nearest(f, self._inference_norm(emb[f])), labels[f])
                     if acc is not None:
                         metrics[f"acc_{f}"] = acc
             if metrics:
@@ -174,9 +207,22 @@ class ParaMETA(nn.Module):
         return {"losses": losses, "metrics": metrics}
 
     # ------------------------------------------------------------------ inference
+    def _inference_norm(self, emb: torch.Tensor) -> torch.Tensor:
+        """``(B, S)`` -> LayerNorm over S without affine parameters (or ``emb`` itself when switched off)."""
+        if not self.inference_layernorm:
+            return emb
+        return F.layer_norm(emb.float(), emb.shape[-1:])
+
+    def similarities(self, sub_embs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """``{<factor>: (B, subspace_dim)}`` -> ``{<factor>: (B, C)}`` cosine of the (LayerNorm-ed) embedding
+        to each prototype; classes without a prototype get -inf."""
+        return {f: self.prototypes.similarities(f, self._inference_norm(sub_embs[f]))
+                for f in self.factors if f in sub_embs}
+
     def classify(self, sub_embs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """``{<factor>: (B, subspace_dim)}`` -> ``{<factor>: (B,) class index of the nearest prototype}``."""
-        return {f: self.prototypes.nearest(f, sub_embs[f]) for f in self.factors if f in sub_embs}
+        """``{<factor>: (B, subspace_dim)}`` -> ``{<factor>: (B,) class index of the nearest prototype}``
+        (after the inference LayerNorm)."""
+        return {f: s.argmax(-1) for f, s in self.similarities(sub_embs).items()}
 
     @torch.no_grad()
     def predict(self, batch: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
@@ -230,7 +276,8 @@ class CLAPObjective(nn.Module):
 
     Args:
         feat_dim, factors, encoder: as for ParaMETA.
-        embed_dim: size of the shared space.
+        embed_dim: size of the shared space; an encoder of that output size is used as it is, another
+            gets a ``Linear(output_dim, embed_dim)``.
         tau: InfoNCE temperature.
         text_encoder: sentence encoder config (frozen; a trainable linear map projects it).
         class_templates: ``{factor: "... {label} ..."}`` class caption templates for classification.
@@ -247,7 +294,8 @@ class CLAPObjective(nn.Module):
         self.labels = {f: list(v) for f, v in factors.items()}
         self.tau = float(tau)
         self.encoder = build_encoder(dict(encoder), feat_dim)
-        self.speech_proj = nn.Linear(self.encoder.output_dim, embed_dim)
+        self.speech_proj = (nn.Identity() if self.encoder.output_dim == embed_dim      # the paper's backbones
+                            else nn.Linear(self.encoder.output_dim, embed_dim))
         self.text_encoder = _build_text_encoder(text_encoder)
         self.text_proj = nn.Linear(self.text_encoder.output_dim, embed_dim)
         templates = dict(class_templates or {})

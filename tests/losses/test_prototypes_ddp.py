@@ -23,7 +23,7 @@ STEPS = [
 FACTORS = {"emo": 4, "age": 2}
 DIM = 3
 PM_FACTORS = {"emo": ["a", "b", "c", "d"], "age": ["young", "old"]}
-ENC = {"name": "transformer", "d_model": 8, "nhead": 2, "dim_feedforward": 16, "num_layers": 1, "dropout": 0.0}
+ENC = {"name": "transformer_wide", "d_model": 8, "nhead": 2, "dim_feedforward": 16, "num_layers": 1, "dropout": 0.0}
 
 
 def bank_batches():

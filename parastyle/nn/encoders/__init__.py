@@ -18,7 +18,7 @@ from parastyle.registry import Registry
 ENCODERS = Registry("encoder")
 
 # Modules that register encoders; imported lazily so a missing optional part fails only when used.
-_MODULES = ["simple", "cnn", "lstm", "qformer", "transformer", "ssl"]
+_MODULES = ["simple", "cnn", "lstm", "qformer", "transformer", "cnn1d", "bilstm", "qformer_small", "transformer_wide", "ssl"]
 
 
 def _import_all() -> None:

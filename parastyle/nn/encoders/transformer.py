@@ -1,67 +1,70 @@
-"""Transformer utterance encoder: self-attention over frames + sum pooling over valid frames."""
+"""The ParaMETA Transformer backbone (``transformer``): strided conv front, post-norm self-attention, sum pooling.
+
+::
+
+    x (B, T, 80) --Conv1d(80, 64, kernel 4, stride 4)--> (B, T/4, 64) + sinusoidal positions
+      --12 x post-norm self-attention block (4 heads, FFN 4d, GELU)--> sum over valid frames
+      --Linear(64, 768)--> META embedding (B, 768)
+
+Padding: the front follows the mask rule of :mod:`parastyle.nn.encoders.blocks` (an output frame is
+valid iff its 4-frame window is valid); padded frames are masked out of every attention's keys and
+out of the sum, so they never change an embedding. Default sizes: 0.67M parameters.
+"""
 from __future__ import annotations
 
-import math
 from typing import Tuple
 
 import torch
 from torch import nn
 
 from parastyle.nn.encoders import ENCODERS
+from parastyle.nn.encoders.blocks import PostNormAttentionBlock, lengths_mask, mask_lengths, sinusoidal_positions, \
+    strided_front
 from parastyle.nn.pooling import masked_sum
 
-
-def sinusoidal_positions(length: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """``(length, dim)`` sinusoidal position table, ``PE[t, 2k] = sin(t / 10000^(2k/dim))``, cos for odd columns."""
-    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
-    div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(length, dim, device=device, dtype=torch.float32)
-    pe[:, 0::2] = torch.sin(pos * div)
-    pe[:, 1::2] = torch.cos(pos * div[: dim // 2])
-    return pe.to(dtype)
+__all__ = ["TransformerEncoder", "sinusoidal_positions"]
 
 
 @ENCODERS.register("transformer")
 class TransformerEncoder(nn.Module):
-    """``Linear(D, d_model)`` + sinusoidal positions + pre-norm Transformer encoder layers with a key
-    padding mask, final LayerNorm, then **sum** pooling over valid frames.
-
-    Padded frames are excluded from attention keys and from the pooled sum, so they never change an
-    embedding. Defaults (d_model 256, 4 heads, FFN 512, 2 layers) give a full ParaMETA-Transformer
-    model of 1.86M parameters (paper: 1.86M).
+    """ParaMETA Transformer backbone.
 
     Args:
-        input_dim: D of the ``(B, T, D)`` features.
-        d_model, nhead, dim_feedforward, num_layers, dropout: Transformer sizes.
-        max_len: longest supported input, in frames (positions are computed on the fly; this only
-            guards against silently absurd inputs).
+        input_dim: D of the ``(B, T, D)`` features (80 log-mel bins).
+        d_model: attention width (64).
+        nhead: attention heads (4).
+        dim_feedforward: FFN width (None = 4 * d_model).
+        num_layers: self-attention blocks (12).
+        subsample: kernel = stride of the Conv1d front (4).
+        output_dim: size of the output (768, the META embedding).
+        dropout: dropout in the attention blocks.
+        max_len: longest supported input in frames (a guard against absurd inputs).
     """
 
-    def __init__(self, input_dim: int, d_model: int = 256, nhead: int = 4, dim_feedforward: int = 512,
-                 num_layers: int = 2, dropout: float = 0.1, max_len: int = 20000):
+    def __init__(self, input_dim: int, d_model: int = 64, nhead: int = 4, dim_feedforward: int | None = None,
+                 num_layers: int = 12, subsample: int = 4, output_dim: int = 768, dropout: float = 0.1,
+                 max_len: int = 100000):
         super().__init__()
-        self.input_proj = nn.Linear(input_dim, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True,
-                                           norm_first=True)
-        self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        self.final_norm = nn.LayerNorm(d_model)
-        self.d_model = d_model
-        self.max_len = max_len
-        self.output_dim = d_model
+        self.front = nn.Conv1d(input_dim, d_model, subsample, stride=subsample)
+        self.blocks = nn.ModuleList(PostNormAttentionBlock(d_model, nhead, dim_feedforward, dropout)
+                                    for _ in range(num_layers))
+        self.out = nn.Linear(d_model, output_dim)
+        self.d_model, self.max_len, self.output_dim = d_model, max_len, output_dim
 
     def forward_frames(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``x (B, T, D)``, ``mask (B, T)`` -> ``(h (B, T, d_model), mask (B, T))``; padded rows are 0."""
-        B, T, _ = x.shape
-        if T > self.max_len:
-            raise ValueError(f"transformer encoder: input of {T} frames exceeds max_len={self.max_len}")
-        if bool((mask.sum(1) == 0).any()):
-            raise ValueError("transformer encoder: an utterance has no valid frame (mask row all False)")
-        h = self.input_proj(x) + sinusoidal_positions(T, self.d_model, x.device, x.dtype)
-        h = self.layers(h, src_key_padding_mask=~mask)
-        h = self.final_norm(h) * mask.unsqueeze(-1).to(h.dtype)
-        return h, mask
+        """``x (B, T, D)``, ``mask (B, T)`` -> ``(h (B, T', d_model), mask (B, T'))``, T' = T // subsample;
+        padded rows of ``h`` are 0."""
+        if x.shape[1] > self.max_len:
+            raise ValueError(f"transformer encoder: input of {x.shape[1]} frames exceeds max_len={self.max_len}")
+        lengths = mask_lengths(mask, "transformer encoder")
+        h, out_len = strided_front(self.front, x, lengths, "transformer encoder")
+        fmask = lengths_mask(out_len, h.shape[1])
+        h = h + sinusoidal_positions(h.shape[1], self.d_model, h.device, h.dtype)
+        for block in self.blocks:
+            h = block(h, key_mask=fmask)
+        return h * fmask.unsqueeze(-1).to(h.dtype), fmask
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``x (B, T, D)``, ``mask (B, T)`` -> ``(B, d_model)`` sum over valid frames."""
-        h, mask = self.forward_frames(x, mask)
-        return masked_sum(h, mask)
+        """``x (B, T, D)``, ``mask (B, T)`` -> ``(B, output_dim)``: Linear of the sum over valid frames."""
+        h, fmask = self.forward_frames(x, mask)
+        return self.out(masked_sum(h, fmask))
