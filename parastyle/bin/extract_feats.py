@@ -4,8 +4,10 @@
 
 ``--conf`` is a YAML front-end description (``type: logmel | fbank | raw`` and its arguments, see
 :mod:`parastyle.features.frontend`). Writes ``<dump>/feats.<j>.ark`` and, once every job has
-succeeded, ``<data>/utt2num_frames``, ``<data>/feats_conf.yaml`` and ``<data>/feats.scp``.
-A failing utterance stops the run with an error naming it, and leaves no ``feats.scp``.
+succeeded, ``<data>/utt2num_frames``, ``<data>/feats_conf.yaml``, ``<data>/feats_arks`` and ``<data>/feats.scp``.
+A failing utterance stops the run with an error naming it, and leaves no ``feats.scp``; so do a
+repeated wav.scp/segments key, a truncated WAV, a segment more than 0.5 s past its recording,
+non-UTF-8 input (``file:line``) and a ``--dump`` path with whitespace.
 """
 from __future__ import annotations
 
@@ -39,6 +41,16 @@ def main(argv=None) -> int:
     except OSError as e:
         print(f"extract_feats: error: cannot read {args.conf}: {e}", file=sys.stderr)
         return 1
+    except UnicodeDecodeError as e:
+        with open(args.conf, "rb") as f:
+            line = f.read()[:e.start].count(b"\n") + 1
+        print(f"extract_feats: error: {args.conf}:{line}: not valid UTF-8 ({e.reason})", file=sys.stderr)
+        return 1
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{args.conf}:{mark.line + 1}" if mark is not None else args.conf
+        print(f"extract_feats: error: {where}: not valid YAML ({getattr(e, 'problem', e)})", file=sys.stderr)
+        return 1
     progress = {"auto": None, "on": True, "off": False}[args.progress]
     try:
         summary = extract_feats(args.data, conf, args.dump, nj=args.nj, compress=args.compress, progress=progress)
@@ -49,6 +61,9 @@ def main(argv=None) -> int:
     print(f"extract_feats: {args.data}: {summary['num_utts']} utterances, {summary['num_frames']} frames "
           f"in {summary['seconds']:.1f} s ({summary['utts_per_s']:.1f} utt/s, nj={summary['nj']}) -> {args.dump}",
           file=sys.stderr)
+    if summary.get("truncated_segments"):
+        print(f"extract_feats: warning: {summary['truncated_segments']} segment(s) ended past their recording "
+              f"(by at most 0.5 s) and were truncated", file=sys.stderr)
     return 0
 
 

@@ -51,8 +51,12 @@ KALDI_ILLEGAL_TEXT_WORDS = ("<s>", "</s>", "#0")
 RECO_FILES = ("wav.scp", "reco2dur", "reco2file_and_channel")
 #: Speaker-keyed files other than spk2utt (which is always regenerated from utt2spk).
 SPK_FILES = ("spk2gender", "cmvn.scp")
+#: Identity of the feature archives ``feats.scp`` points into (see :func:`check_feats_arks`).
+ARK_RECORD = "feats_arks"
 #: Plain files copied unchanged when a data directory is subset, fixed or split.
-COPIED_FILES = ("feats_conf.yaml", "frame_shift")
+COPIED_FILES = ("feats_conf.yaml", "frame_shift", ARK_RECORD)
+_ARK_LOCATION = re.compile(r"^(?P<path>.+\.ark):\d+(\[[^\]]*\])?$")
+_ARK_HASH_BYTES = 1 << 16
 
 _FACTOR_FILE = re.compile(r"^utt2([A-Za-z0-9_]+)$")
 
@@ -68,7 +72,7 @@ def read_frame_shift(data_dir: PathLike) -> Optional[float]:
     p = Path(data_dir) / "frame_shift"
     if not p.is_file():
         return None
-    text = p.read_text(encoding="utf-8").strip()
+    text = p.read_bytes().decode("utf-8", "replace").strip()
     try:
         value = float(text)
     except ValueError:
@@ -76,6 +80,96 @@ def read_frame_shift(data_dir: PathLike) -> Optional[float]:
     if not value > 0:
         raise DataError(f"{p}: expected one positive number (seconds), got {text!r}")
     return value
+
+
+def unsafe_id(key: str) -> Optional[str]:
+    """Why an utterance id cannot be used as a file name (it becomes one: per-utterance outputs,
+    synthesised wavs, ``utt2pred`` joins), or None: ``/`` or ``..`` anywhere, or the id ``.``."""
+    if "/" in key or ".." in key or key == ".":
+        return ("contains '/' or '..' (utterance ids become file names, and such an id would name a file "
+                "in another directory); rename the utterance")
+    return None
+
+
+def ark_identity(path: PathLike) -> str:
+    """``"<size> <mtime_ns> <sha256 of the first and last 64 KiB>"`` of an archive file."""
+    import hashlib
+    p = Path(path)
+    st = p.stat()
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        h.update(f.read(_ARK_HASH_BYTES))
+        if st.st_size > _ARK_HASH_BYTES:
+            f.seek(max(_ARK_HASH_BYTES, st.st_size - _ARK_HASH_BYTES))
+            h.update(f.read())
+    return f"{st.st_size} {st.st_mtime_ns} {h.hexdigest()[:32]}"
+
+
+def write_ark_record(data_dir: PathLike, arks: Iterable[PathLike]) -> None:
+    """Record the identity of ``arks`` in ``<data_dir>/feats_arks`` (one ``<ark path> <identity>`` line each)."""
+    from parastyle.fileio import write_kv
+    write_kv(Path(data_dir) / ARK_RECORD, {str(Path(a).resolve()): ark_identity(a) for a in arks})
+
+
+def ark_of_location(location: str) -> Optional[str]:
+    """The archive path of a ``feats.scp`` value ``<file.ark>:<offset>[slice]`` (None for other forms)."""
+    m = _ARK_LOCATION.match(location.strip())
+    return m.group("path") if m else None
+
+
+def check_feats_arks(data_dir: PathLike, feats_scp: Optional[Mapping[str, str]] = None) -> List[str]:
+    """Problems with the archives ``<data_dir>/feats.scp`` points into, against ``feats_arks``.
+
+    ``feats_arks`` is written by feature extraction and copied with ``feats.scp`` by subset, split,
+    fix and combine. A data dir made from another one shares its archives; if that one is
+    re-extracted, its archives are replaced (size, modification time or content differ) and the
+    copy's ``feats.scp`` offsets point into other data: each such archive is a problem naming the
+    utterance that uses it. No ``feats_arks``: nothing is checked. An archive that is not in the
+    record (``feats.scp`` written by another tool) is logged, not refused.
+    """
+    import logging
+    d = Path(data_dir)
+    rec_path = d / ARK_RECORD
+    if not rec_path.is_file():
+        return []
+    try:
+        record = read_kv(rec_path)
+    except DataError as e:
+        return [str(e)]
+    if feats_scp is None:
+        scp_path = d / "feats.scp"
+        if not scp_path.is_file():
+            return []
+        feats_scp = scan_table(scp_path).values()
+    first_user: Dict[str, str] = {}
+    for utt, loc in feats_scp.items():
+        ark = ark_of_location(loc)
+        if ark is not None and ark not in first_user:
+            first_user[ark] = utt
+    problems: List[str] = []
+    unrecorded = []
+    for ark, utt in first_user.items():
+        key = str(Path(ark).resolve()) if not Path(ark).is_absolute() else ark
+        want = record.get(key, record.get(ark))
+        if want is None:
+            unrecorded.append(ark)
+            continue
+        if not Path(ark).is_file():
+            problems.append(f"{d}/feats.scp: utterance {utt!r}: archive {ark} no longer exists (removed by a "
+                            f"re-extraction of the data dir it came from?); re-create {d} from its source data "
+                            f"dir or re-extract it")
+            continue
+        have = ark_identity(ark)
+        if have != want:
+            problems.append(f"{d}/feats.scp: utterance {utt!r}: archive {ark} changed since {d} was written "
+                            f"(recorded in {rec_path}: size/mtime/hash {want}; now {have}): it was rewritten, "
+                            f"e.g. by re-extracting the data dir it came from, so the offsets of {d}/feats.scp "
+                            f"no longer point at its features; re-create {d} (utils/subset_data_dir.sh, "
+                            f"utils/combine_data.sh, ...) from the re-extracted dir or re-extract {d}")
+    if unrecorded:
+        logging.getLogger(__name__).warning("%s: %d archive(s) used by feats.scp are not in %s (not checked): %s",
+                                            d, len(unrecorded), rec_path, unrecorded[:3])
+    return problems
 
 
 def is_factor_file(name: str) -> bool:
@@ -354,6 +448,10 @@ def validate_data_dir(path: PathLike, no_feats: bool = False, no_wav: bool = Fal
     u2s = utt2spk.values()
     if not u2s:
         problems.append(f"{utt2spk.path}: no utterances (empty file)")
+    for utt, (n, _) in utt2spk.entries.items():
+        msg = unsafe_id(utt)
+        if msg:
+            problems.append(f"{utt2spk.path}:{n}: utterance id {utt!r} {msg}")
 
     # Speaker order must agree with utterance order (speaker ids prefix utterance ids).
     prev_spk: Optional[str] = None
@@ -443,9 +541,10 @@ def validate_data_dir(path: PathLike, no_feats: bool = False, no_wav: bool = Fal
     elif (path / "segments").is_file():
         _compare_keys(problems, scan("segments"), utt2spk, "utterance", must_cover=True)
 
-    # Features.
+    # Features (and the identity of the archives they point into).
     if (path / "feats.scp").is_file():
         _compare_keys(problems, scan("feats.scp"), utt2spk, "utterance", must_cover=True)
+        problems.extend(check_feats_arks(path, scanned["feats.scp"].values()))
     elif not no_feats:
         problems.append(f"{path / 'feats.scp'}: file not found (use --no-feats before feature extraction)")
     for name in ("utt2dur", "utt2num_frames", "utt2uniq", "vad.scp"):
@@ -744,7 +843,8 @@ def copied_files(src: PathLike) -> List[Path]:
 def read_utt_list(path: PathLike) -> List[str]:
     """First field of each line of a list file (utterance or speaker ids)."""
     out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    from parastyle.fileio import iter_lines
+    for n, line in iter_lines(path):
         if not line.strip():
             raise DataError(f"{path}:{n}: blank line (expected an id)")
         out.append(line.split()[0])
@@ -755,5 +855,5 @@ __all__ = [
     "DataDir", "DataError", "validate_data_dir", "check_data_dir", "scan_table", "ScannedTable",
     "write_tables", "read_tables", "subset_tables", "spk2utt_from_utt2spk", "factor_file_names",
     "table_file_names", "is_factor_file", "parse_segment", "RESERVED_UTT2", "copied_files",
-    "read_utt_list",
+    "read_utt_list", "unsafe_id", "check_feats_arks", "ark_identity", "write_ark_record", "ARK_RECORD",
 ]

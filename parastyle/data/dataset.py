@@ -91,6 +91,10 @@ class StyleDataset(torch.utils.data.Dataset):
         self.epoch = 0
         if use_feats:
             self.feats_scp = self._require_all(d / "feats.scp", "run the feature extraction stage")
+            from parastyle.data.datadir import check_feats_arks
+            stale = check_feats_arks(d, {u: self.feats_scp[u] for u in self.utts})
+            if stale:                    # archives rewritten since this dir was made: other data at the offsets
+                raise DataError(stale[0] + (f" ({len(stale) - 1} more archive(s))" if len(stale) > 1 else ""))
             self.num_frames = self._feats_lengths()
         else:
             if frontend is None:

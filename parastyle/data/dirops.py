@@ -6,15 +6,16 @@ files follow the speakers, ``spk2utt`` is regenerated) and writes its output ato
 from __future__ import annotations
 
 import random as _random
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from parastyle.data.datadir import (RECO_FILES, SPK_FILES, UTT_FULL_FILES, UTT_PARTIAL_FILES, Tables, copied_files,
+from parastyle.data.datadir import (ARK_RECORD, RECO_FILES, SPK_FILES, UTT_FULL_FILES, UTT_PARTIAL_FILES, Tables, copied_files,
                                     is_factor_file, read_tables, scan_table, subset_tables,
                                     table_file_names, value_check, write_tables)
-from parastyle.fileio import DataError, PathLike, c_sort_key
+from parastyle.fileio import DataError, PathLike, c_sort_key, read_kv, write_kv
 
 
 def _check_distinct(dst: PathLike, srcs: Sequence[PathLike]) -> None:
@@ -219,6 +220,43 @@ def subset_data_dir(src: PathLike, dst: PathLike, **criterion) -> int:
 # combine
 # ----------------------------------------------------------------------------------------------
 
+def _combined_feature_files(srcs: Sequence[Path], has_feats: bool, tmp: Path, notes: List[str]) -> List[Path]:
+    """The front-end description (``feats_conf.yaml``, ``frame_shift``) and archive record (``feats_arks``)
+    of a combination: carried when every input has them and they agree; features of different
+    front-ends are never combined under one description (DataError naming both inputs)."""
+    import yaml
+    if not has_feats:
+        return []
+    out: List[Path] = []
+    for name in ("feats_conf.yaml", "frame_shift"):
+        present = [s for s in srcs if (s / name).is_file()]
+        if not present:
+            continue
+        if len(present) < len(srcs):
+            missing = [str(s) for s in srcs if s not in present]
+            raise DataError(f"combine: {name} is in {present[0]} but not in {missing[0]}: the front-end of the "
+                            f"latter's features is unknown; re-extract it with the same front-end before combining")
+        values = [yaml.safe_load((s / name).read_text(encoding="utf-8")) for s in present]
+        for s, v in zip(present[1:], values[1:]):
+            if v != values[0]:
+                raise DataError(f"combine: {present[0] / name} ({values[0]}) and {s / name} ({v}) differ: the "
+                                f"inputs' features come from different front-ends; extract them with one")
+        out.append(present[0] / name)
+    records = [s / ARK_RECORD for s in srcs if (s / ARK_RECORD).is_file()]
+    if records and len(records) == len(srcs):
+        merged: Dict[str, str] = {}
+        for r in records:
+            for ark, ident in read_kv(r).items():
+                if merged.setdefault(ark, ident) != ident:
+                    raise DataError(f"combine: {r}: archive {ark} is recorded as {ident!r}, another input "
+                                    f"records {merged[ark]!r}: one of them is stale (re-extract it)")
+        write_kv(tmp / ARK_RECORD, merged)
+        out.append(tmp / ARK_RECORD)
+    elif records:
+        notes.append(f"{ARK_RECORD}: present in only {len(records)} of {len(srcs)} inputs; not written")
+    return out
+
+
 def combine_data_dirs(dst: PathLike, srcs: Sequence[PathLike], lang_dir: Optional[PathLike] = None) -> List[str]:
     """Combine data directories into ``dst``; return notes on files not written.
 
@@ -280,7 +318,9 @@ def combine_data_dirs(dst: PathLike, srcs: Sequence[PathLike], lang_dir: Optiona
                 merged[key] = value
                 where.setdefault(key, s)
         out[name] = merged
-    write_tables(dst, out)
+    with tempfile.TemporaryDirectory(prefix=".combine.") as tmp:
+        carried = _combined_feature_files(srcs, "feats.scp" in out, Path(tmp), notes)
+        write_tables(dst, out, copy_files=carried)
     if lang_dir is not None:
         from parastyle.data.vocab import write_label_vocabs
         write_label_vocabs(dst, lang_dir)

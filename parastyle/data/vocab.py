@@ -46,7 +46,8 @@ def load_label_vocab(lang_dir: PathLike, factor: str) -> LabelVocab:
                         f"(write it with parastyle.data.vocab.write_label_vocabs or the corpus preparation)")
     labels: List[str] = []
     seen: Dict[str, int] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    from parastyle.fileio import iter_lines
+    for n, line in iter_lines(path):
         label = line.strip()
         if not label:
             raise DataError(f"{path}:{n}: blank line (expected one label per line)")

@@ -51,6 +51,7 @@ def test_failing_utterance_is_named_and_leaves_no_feats_scp(tmp_path, make_data_
     d = make_data_dir_fixture("data", num_spk=2, utts_per_spk=3)
     extract_feats(d, FBANK, tmp_path / "dump", nj=2, progress=False)
     assert (d / "feats.scp").is_file()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "dump").glob("*.ark")}
     wav = read_kv(d / "wav.scp")
     bad = sorted(wav)[4]
     with open(wav[bad], "wb") as f:
@@ -60,7 +61,10 @@ def test_failing_utterance_is_named_and_leaves_no_feats_scp(tmp_path, make_data_
             extract_feats(d, FBANK, tmp_path / "dump", nj=nj, progress=False)
         assert repr(bad) in str(e.value) and "wav.scp:5" in str(e.value)
         assert not (d / "feats.scp").exists() and not (d / "utt2num_frames").exists()
-        assert not list((tmp_path / "dump").glob("*.ark"))
+        # no partial archive is left; the complete archives of the earlier run are untouched
+        # (data dirs made from it still read them)
+        assert sorted(p.name for p in (tmp_path / "dump").iterdir()) == ["feats.1.ark", "feats.2.ark"]
+        assert {p.name: p.read_bytes() for p in (tmp_path / "dump").glob("*.ark")} == before
 
 
 def test_cli_reports_error_and_exit_status(tmp_path, make_data_dir_fixture):
@@ -131,3 +135,112 @@ def test_frame_shift_file_reaches_task_info(tmp_path, make_data_dir_fixture):
     (d / "frame_shift").write_text("ten ms\n")
     with pytest.raises(DataError, match="frame_shift: expected one positive number"):
         read_frame_shift(d)
+
+
+# ---------------------------------------------------------------------- refusing bad input
+def test_duplicate_wav_scp_or_segments_key_is_refused(tmp_path, make_data_dir_fixture):
+    """Before: the second line silently won."""
+    d = make_data_dir_fixture("data", num_spk=2, utts_per_spk=2)
+    rows = (d / "wav.scp").read_text().splitlines()
+    key, other = rows[1].split()[0], rows[2].split()[1]
+    (d / "wav.scp").write_text("\n".join(rows[:2] + [f"{key} {other}"] + rows[2:]) + "\n")
+    with pytest.raises(DataError, match=rf"wav.scp:3: duplicate key '{key}' \(first on line 2\)"):
+        extract_feats(d, FBANK, tmp_path / "dump", progress=False)
+    assert not (d / "feats.scp").exists()
+    (d / "wav.scp").write_text("\n".join(rows) + "\n")
+    reco = rows[0].split()[0]
+    segs = {u: f"{u} 0 0.1" for u in read_kv(d / "utt2spk")}
+    (d / "segments").write_text("".join(f"{u} {v}\n" for u, v in sorted(segs.items()))
+                                + f"{reco} {reco} 0.1 0.2\n")
+    with pytest.raises(DataError, match=rf"segments:5: duplicate key '{reco}' \(first on line 1\)"):
+        extract_feats(d, FBANK, tmp_path / "dump", progress=False)
+
+
+def test_segment_past_the_recording_end_is_truncated_within_tolerance_else_refused(tmp_path, make_data_dir_fixture):
+    """Kaldi's extract-segments: an overshoot of at most 0.5 s is truncated (and counted), more is an error.
+    Before: any end past the audio was cut silently."""
+    import soundfile as sf
+    d = make_data_dir_fixture("data", num_spk=1, utts_per_spk=2, text=False, caption=False, tags=False,
+                              utt2dur=False)
+    wav = read_kv(d / "wav.scp")
+    dur = {r: sf.info(p).frames / sf.info(p).samplerate for r, p in wav.items()}
+    r0, r1 = sorted(wav)
+    u2s = {f"{r0}-a": "spk1", f"{r0}-b": "spk1", f"{r1}-a": "spk1"}
+    segs = {f"{r0}-a": f"{r0} 0 0.1", f"{r0}-b": f"{r0} 0.1 {dur[r0] + 0.3:.3f}", f"{r1}-a": f"{r1} 0 0.1"}
+    for name in ("utt2emotion", "utt2gender"):
+        (d / name).unlink()
+    write_kv(d / "segments", segs)
+    write_kv(d / "utt2spk", u2s)
+    write_kv(d / "spk2utt", {"spk1": " ".join(sorted(u2s))})
+    summary = extract_feats(d, FBANK, tmp_path / "dump", progress=False)
+    assert summary["truncated_segments"] == 1
+    fe = build_frontend(FBANK)
+    n = int(round((dur[r0] - 0.1) * 16000))
+    assert _feats(d)[f"{r0}-b"].shape[0] == fe.num_frames(n)          # cut at the end of the recording
+    segs[f"{r0}-b"] = f"{r0} 0.1 {dur[r0] + 0.8:.3f}"
+    write_kv(d / "segments", segs)
+    with pytest.raises(DataError, match=rf"'{r0}-b'.*ends 0.8\d\d s past the end of the recording"):
+        extract_feats(d, FBANK, tmp_path / "dump", progress=False)
+    assert not (d / "feats.scp").exists()
+
+
+def test_truncated_wav_is_refused(tmp_path, make_data_dir_fixture):
+    """Before: libsndfile returned the samples present and the utterance was extracted short."""
+    d = make_data_dir_fixture("data", num_spk=1, utts_per_spk=2)
+    wav = read_kv(d / "wav.scp")
+    bad = sorted(wav)[1]
+    raw = open(wav[bad], "rb").read()
+    with open(wav[bad], "wb") as f:
+        f.write(raw[: 44 + (len(raw) - 44) // 2])
+    with pytest.raises(DataError, match=rf"wav.scp:2: utterance '{bad}'.*truncated WAV file: its header declares "
+                                        rf"{len(raw) - 44} bytes of audio, the file holds {(len(raw) - 44) // 2}"):
+        extract_feats(d, FBANK, tmp_path / "dump", progress=False)
+    from parastyle.data.audio import wav_truncation
+    assert wav_truncation(wav[sorted(wav)[0]]) is None
+
+
+def test_dump_dir_with_whitespace_is_refused_up_front(tmp_path, make_data_dir_fixture):
+    """Before: the archives were written and the validator then rejected feats.scp."""
+    d = make_data_dir_fixture("data", num_spk=1, utts_per_spk=2)
+    with pytest.raises(DataError, match="the path contains whitespace"):
+        extract_feats(d, FBANK, tmp_path / "my dump", progress=False)
+    assert not (tmp_path / "my dump").exists() and not (d / "feats.scp").exists()
+
+
+def test_subset_never_reads_archives_rewritten_by_a_re_extraction(tmp_path, make_data_dir_fixture):
+    """A subset shares its parent's archives. Re-extracting the parent (another front-end, or killed
+    halfway) must not leave the subset reading other data at its recorded offsets."""
+    from parastyle.data.dirops import split_data_dir, subset_data_dir
+    d = make_data_dir_fixture("data", num_spk=2, utts_per_spk=3, lang_dir=tmp_path / "lang")
+    dump = tmp_path / "dump"
+    extract_feats(d, FBANK, dump, nj=2, progress=False)
+    parent = _feats(d)
+    sub = tmp_path / "sub"
+    subset_data_dir(d, sub, last=3)                 # utterances of the second archive
+    factors = {"emotion": ["angry", "happy", "neutral", "sad"]}
+    ds = StyleDataset(sub, factors, use_feats=True)
+    for i in range(len(ds)):
+        assert np.array_equal(ds[i]["feats"].numpy(), parent[ds.utts[i]])
+    assert validate_data_dir(sub, lang_dir=tmp_path / "lang") == []
+
+    # a killed re-extraction (a failing utterance) leaves the old archives, so the subset still reads them
+    wav = read_kv(d / "wav.scp")
+    good = open(wav[sorted(wav)[5]], "rb").read()
+    open(wav[sorted(wav)[5]], "wb").write(b"broken")
+    with pytest.raises(DataError):
+        extract_feats(d, FBANK, dump, nj=2, progress=False)
+    ds = StyleDataset(sub, factors, use_feats=True)
+    assert np.array_equal(ds[0]["feats"].numpy(), parent[ds.utts[0]])
+    open(wav[sorted(wav)[5]], "wb").write(good)
+
+    # the parent re-extracted with another front-end: the subset's offsets now point into other data
+    extract_feats(d, dict(FBANK, num_mel_bins=10), dump, nj=2, progress=False)
+    split = split_data_dir(sub, 1)[0]                # made from the stale subset: carries its record
+    for stale in (sub, split):
+        with pytest.raises(DataError, match=r"archive .*feats\.2\.ark changed since .* was written"):
+            StyleDataset(stale, factors, use_feats=True)
+        assert any("changed since" in p for p in validate_data_dir(stale, lang_dir=tmp_path / "lang"))
+    assert StyleDataset(d, factors, use_feats=True)[0]["feats"].shape[1] == 10     # the parent itself is fine
+    subset_data_dir(d, sub, last=3)                  # re-created from the re-extracted parent: reads again
+    assert StyleDataset(sub, factors, use_feats=True)[0]["feats"].shape[1] == 10
+    assert validate_data_dir(sub, lang_dir=tmp_path / "lang") == []
