@@ -84,6 +84,11 @@ def test_prepare_all_variants(tmp_path):
     assert set(wav) == {uid, "ears-p001-emo_amazement_freeform", "voxceleb-id10001-1zcIwhmdeo4-00001"}
     assert wav[uid] == str((audio / "expresso/ex01/default/ex01_default_001.wav").resolve())
     assert read_kv(ti / "utt2caption")["ears-p001-emo_amazement_freeform"] == "Shrill and fast."
+    # every caption of a clip with several: captions.json (the clap dataset draws one per draw)
+    assert json.loads((ti / "captions.json").read_text()) == {
+        "ears-p001-emo_amazement_freeform": ["Shrill and fast.", "A high voice."]}
+    assert not (out / "train_situational" / "captions.json").exists()
+    assert "ears-p001-emo_amazement_freeform" in json.loads((out / "train_combined" / "captions.json").read_text())
     # utt2tags: space-separated tags; a tag with whitespace is one token with "_"
     tags = read_kv(ti / "utt2tags")
     assert tags[uid] == "deep husky"
@@ -182,7 +187,23 @@ def test_tag_paraphrases_use_the_vocabulary_names(tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads(gen.read_text())
     assert list(data) == tags and all(len(v) == 6 for v in data.values())
-    assert data["fast_talking"][0] == "A person is speaking in a fast talking style."
+    # synonym paraphrases (six per tag, as in the paper), not sentence patterns around the tag word
+    sys.path.insert(0, str(RECIPE / "local"))
+    try:
+        from make_tag_paraphrases import SYNONYMS
+    finally:
+        sys.path.remove(str(RECIPE / "local"))
+    assert data == {t: SYNONYMS[t] for t in tags}
+    assert data["shrill"] == ["piercing", "high-pitched", "screechy", "strident", "squeaky", "shrieking"]
+    for t, items in data.items():
+        assert len(set(items)) == 6 and t.replace("_", " ") not in items, t
+        assert not any(t.replace("_", " ") in s.split() for s in items), t
+    assert len(SYNONYMS) == 28 + 23 and all(len(set(v)) == 6 for v in SYNONYMS.values())
+    # a vocabulary tag without synonyms stops the script, naming it
+    (tmp_path / "odd.txt").write_text("deep\nmysterious_tag\n")
+    r = subprocess.run([sys.executable, str(PARAPHRASES), str(tmp_path / "odd.txt"), str(tmp_path / "odd.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "'mysterious_tag'" in r.stderr and not (tmp_path / "odd.json").exists()
     # a hand-written file: keys normalised like utt2tags, extra keys named, missing tags an error
     hand = {t: [f"{t} one", f"{t} two"] for t in tags if t != "fast_talking"}
     hand["fast  talking"] = ["Fast talking."]
@@ -204,3 +225,47 @@ def test_tag_paraphrases_use_the_vocabulary_names(tmp_path):
     r = subprocess.run([sys.executable, str(PARAPHRASES), "--from", str(src), str(vocab), str(gen)],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "no paraphrases for 1 tag(s)" in r.stderr and "'deep'" in r.stderr
+
+
+def test_every_classification_split_is_prepared(tmp_path):
+    """Every classification_<attribute> split of every evaluation set becomes a data dir with
+    utt2<attribute> from the classification_tag column (no candidate list needed), intrinsic and
+    situational alike; a split without that column and without candidates is still an error."""
+    audio, psc = fabricate(tmp_path)
+    ev = psc / "paraspeechclap-eval-intrinsic" / "data"
+    clarity = [row("ears", "p007/c1.wav", ["A crisp voice."], ["crisp"], [], classification_tag="crisp"),
+               row("ears", "p008/c2.wav", ["Slurred words."], ["slurred", "deep"], [], classification_tag="slurred"),
+               row("ears", "p009/c3.wav", ["A lisp."], ["lisp"], [], classification_tag="lisp")]
+    texture = [row("ears", "p010/t1.wav", ["Husky."], ["husky"], [], classification_tag="husky"),
+               row("ears", "p011/t2.wav", ["Vocal fry."], ["vocal-fry"], [], classification_tag="vocal-fry")]
+    sit = [row("expresso", "ex03/happy/h1.wav", ["Happy!"], [], ["happy"], classification_tag="happy"),
+           row("expresso", "ex03/sad/s1.wav", ["So sad."], [], ["saddened"], classification_tag="saddened")]
+    for r in clarity + texture + sit:
+        make_wav(audio, r["source"], r["relative_audio_path"])
+    write_parquet(ev / "classification_clarity-00000-of-00001.parquet", clarity)
+    write_parquet(ev / "classification_texture-00000-of-00001.parquet", texture)
+    evs = psc / "paraspeechclap-eval-situational" / "data"
+    write_parquet(evs / "classification_emotion-00000-of-00001.parquet", sit)
+    out = tmp_path / "data"
+    r = run(["--audio_root", audio, "--out", out, "--eval_intrinsic", psc / "paraspeechclap-eval-intrinsic",
+             "--eval_situational", psc / "paraspeechclap-eval-situational",
+             "--class_labels", RECIPE / "conf" / "classification_labels.json"])
+    assert r.returncode == 0, r.stderr
+    assert read_kv(out / "eval_intrinsic_classification_clarity" / "utt2clarity") == {
+        "ears-p007-c1": "crisp", "ears-p008-c2": "slurred", "ears-p009-c3": "lisp"}
+    assert read_kv(out / "eval_intrinsic_classification_texture" / "utt2texture") == {
+        "ears-p010-t1": "husky", "ears-p011-t2": "vocal-fry"}
+    assert read_kv(out / "eval_situational_classification_emotion" / "utt2emotion") == {
+        "expresso-ex03-happy-h1": "happy", "expresso-ex03-sad-s1": "saddened"}
+    assert read_list(out / "lang" / "clarity.txt") == ["crisp", "lisp", "slurred"]
+    assert read_list(out / "lang" / "emotion.txt") == ["happy", "saddened"]
+    assert read_list(out / "lang" / "pitch.txt") == ["shrill", "nasal", "deep"]     # candidates of the JSON
+    for name in ("clarity", "texture", "pitch"):
+        d = out / f"eval_intrinsic_classification_{name}"
+        assert validate_data_dir(d, no_feats=True, no_text=True, lang_dir=out / "lang") == [], d
+    # a classification_tag outside the candidates of --class_labels is an error naming them
+    write_parquet(ev / "classification_pitch-00000-of-00001.parquet",
+                  [row("ears", "p007/c1.wav", ["x"], ["deep"], [], classification_tag="booming")])
+    r = run(["--audio_root", audio, "--out", out, "--eval_intrinsic", psc / "paraspeechclap-eval-intrinsic",
+             "--class_labels", RECIPE / "conf" / "classification_labels.json"])
+    assert r.returncode == 1 and "booming" in r.stderr and "pitch" in r.stderr

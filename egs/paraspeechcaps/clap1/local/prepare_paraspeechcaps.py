@@ -21,15 +21,17 @@ Output (``--out``):
   ``-rep<k>``), ``K = --situational_upsample`` or, when 0, ``round(N_intrinsic / N_situational)``
   (at least 1); ``utt2tags`` holds both families.
 * ``eval_<variant>_<split>`` for every split of an evaluation dataset; a split named
-  ``classification_<attribute>`` also gets ``utt2<attribute>``: the row's ``label`` column when
-  present, else the one candidate style (``--class_labels`` JSON ``{attribute: [styles]}``)
+  ``classification_<attribute>`` (every attribute of every evaluation set: pitch, clarity, ...,
+  intrinsic and situational) also gets ``utt2<attribute>``: the row's ``classification_tag``
+  column when present (``label`` in older copies), else the one candidate style (``--class_labels`` JSON ``{attribute: [styles]}``)
   found among the row's tags (none or several is an error naming the row).
 * ``lang/tags.txt``, ``lang/intrinsic_tags.txt``, ``lang/situational_tags.txt`` and
   ``lang/<attribute>.txt`` (candidate styles of each classification split).
 
 Per utterance: ``wav.scp``, ``utt2spk`` (the ``speaker_id``/``speakerid`` column when present,
 else the utterance itself), ``spk2utt``, ``utt2caption`` (the first caption of
-``text_description``; ``--all_captions`` makes one utterance per caption, ids suffixed ``-c<k>``),
+``text_description``; every caption of a clip with several in ``captions.json``, from which the
+``clap`` dataset draws one per draw in training; ``--all_captions`` makes one utterance per caption, ids suffixed ``-c<k>``),
 ``utt2tags`` (the toolkit's format: space-separated tags, see parastyle/data/datadir.py), ``utt2dur``.
 Tag names: every tag and label is made one token by :func:`norm_tag` (runs of whitespace -> one
 ``_``, e.g. ``fast talking`` -> ``fast_talking``); the same names are written to ``lang/*tags.txt``,
@@ -101,11 +103,25 @@ def read_rows(files: Iterable[Path]) -> List[dict]:
 
 
 class Utt:
-    __slots__ = ("uid", "wav", "spk", "caption", "tags", "dur", "label")
+    __slots__ = ("uid", "wav", "spk", "caption", "tags", "dur", "label", "captions")
 
-    def __init__(self, uid, wav, spk, caption, tags, dur, label=None):
+    def __init__(self, uid, wav, spk, caption, tags, dur, label=None, captions=None):
         self.uid, self.wav, self.spk, self.caption, self.tags, self.dur, self.label = \
             uid, wav, spk, caption, tags, dur, label
+        self.captions = list(captions) if captions else [caption]
+
+
+def class_label(row: dict, where: str) -> Optional[str]:
+    """The classification target of an evaluation row: column ``classification_tag`` (``label`` for
+    older copies); None when the row has neither. A list must hold exactly one label."""
+    value = row.get("classification_tag", row.get("label"))
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise DataError(f"{where}: classification_tag {value!r}: expected one label")
+        value = value[0]
+    if value is None or not str(value).strip():
+        return None
+    return str(value)
 
 
 def rows_to_utts(rows: List[dict], audio_root: Path, tag_family: str, all_captions: bool,
@@ -148,9 +164,11 @@ def rows_to_utts(rows: List[dict], audio_root: Path, tag_family: str, all_captio
         if spk_raw not in (None, ""):
             spk = re.sub(r"[^A-Za-z0-9_.\-]", "_", f"{source}-{spk_raw}")
         chosen = list(enumerate(caps)) if all_captions else [(0, caps[0])]
+        label = class_label(row, where)
         for k, cap in chosen:
             u = uid if not all_captions else f"{uid}-c{k}"
-            utts.append(Utt(u, str(wav.resolve()), spk, cap, tags, dur, row.get("label")))
+            utts.append(Utt(u, str(wav.resolve()), spk, cap, tags, dur, label,
+                            captions=[cap] if all_captions else caps))
     if missing:
         msg = f"{what}: {len(missing)} audio file(s) not found, e.g. {missing[:3]}"
         if not skip_missing:
@@ -158,7 +176,8 @@ def rows_to_utts(rows: List[dict], audio_root: Path, tag_family: str, all_captio
         logger.warning("%s; left out", msg)
     multi = sum(1 for r in rows if isinstance(r["text_description"], list) and len(r["text_description"]) > 1)
     if multi and not all_captions:
-        logger.info("%s: %d row(s) have several captions; the first is used (--all_captions expands them)", what, multi)
+        logger.info("%s: %d row(s) have several captions: utt2caption holds the first, captions.json all of them "
+                    "(the clap dataset draws one per draw in training; --all_captions expands them)", what, multi)
     return utts
 
 
@@ -182,6 +201,12 @@ def write_data_dir(out: Path, utts: List[Utt], factor: Optional[Tuple[str, Dict[
         spk2utt[by_utt[k][1]].append(k)
     write_kv(tmp / "spk2utt", {s: " ".join(v) for s, v in spk2utt.items()})
     write_kv(tmp / "utt2caption", {k: u.caption for k, (u, _) in by_utt.items()})
+    several = {k: u.captions for k, (u, _) in sorted(by_utt.items(), key=lambda kv: kv[0].encode())
+               if len(u.captions) > 1}
+    if several:   # every caption of clips with several (parastyle.data.caption_dataset draws one per draw)
+        with open(tmp / "captions.json", "w", encoding="utf-8") as f:
+            json.dump(several, f, indent=0, ensure_ascii=False)
+            f.write("\n")
     write_kv(tmp / "utt2dur", {k: f"{u.dur:.3f}" for k, (u, _) in by_utt.items()})
     # utt2tags: space-separated tags (each already one token, see norm_tag); untagged clips have no line
     tagged = {k: " ".join(u.tags) for k, (u, _) in by_utt.items() if u.tags}
@@ -200,8 +225,14 @@ def write_data_dir(out: Path, utts: List[Utt], factor: Optional[Tuple[str, Dict[
 
 def classification_labels(attribute: str, utts: List[Utt], candidates: Optional[List[str]],
                           what: str) -> Tuple[Dict[str, str], List[str]]:
-    """``({utt: label}, vocabulary)`` of a classification split."""
-    if all(u.label not in (None, "") for u in utts):
+    """``({utt: label}, vocabulary)`` of a classification split: the ``classification_tag`` column
+    (vocabulary: the candidates of ``--class_labels`` when given, checked, else the labels found);
+    without that column, the one candidate style found among each clip's tags."""
+    given = [u for u in utts if u.label not in (None, "")]
+    if given and len(given) != len(utts):
+        bad = [u.uid for u in utts if u.label in (None, "")]
+        raise DataError(f"{what}: {len(bad)} of {len(utts)} row(s) have no classification_tag, e.g. {bad[:3]}")
+    if given:
         labels = {u.uid: norm_tag(u.label) for u in utts}
         vocab = sorted(set(labels.values()))
         if candidates:
@@ -211,7 +242,7 @@ def classification_labels(attribute: str, utts: List[Utt], candidates: Optional[
             vocab = [norm_tag(c) for c in candidates]
         return labels, vocab
     if not candidates:
-        raise DataError(f"{what}: split has no 'label' column and attribute {attribute!r} has no candidate "
+        raise DataError(f"{what}: split has no 'classification_tag' column and attribute {attribute!r} has no candidate "
                         f"styles in --class_labels (JSON {{attribute: [styles]}})")
     cand = [norm_tag(c) for c in candidates]
     labels = {}
@@ -303,7 +334,7 @@ def run(args) -> None:
         sit_ids = {u.uid for u in train["situational"]}
         combined = list(merged.values())
         for r in range(1, k):
-            combined += [Utt(f"{u.uid}-rep{r}", u.wav, u.spk, u.caption, u.tags, u.dur)
+            combined += [Utt(f"{u.uid}-rep{r}", u.wav, u.spk, u.caption, u.tags, u.dur, captions=u.captions)
                          for u in merged.values() if u.uid in sit_ids]
         write_data_dir(out / "train_combined", combined)
 
