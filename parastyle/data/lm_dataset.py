@@ -360,3 +360,79 @@ def build_speech_lm_dataset(config, data_dir, factors, train, cmvn_path=None) ->
                            c["speech_input"],
                            c["speech_tokens"], cmvn=cmvn, max_input=c["max_input"], crop=train,
                            seed=int(config["train"]["seed"]))
+
+
+class TokenMelDataset(torch.utils.data.Dataset):
+    """Items ``{"utt_id", "tokens" [int], "mel" (T, M), "spk_emb" (E,)}`` for the semantic token decoder.
+
+    Reads ``<data>/<tokens>/utt2tokens`` (speech tokens), ``<data>/mel.scp`` (the acoustic log-mel the
+    tokens decode to; written by :func:`parastyle.features.semantic.copy_data_dir`) and
+    ``<data>/spk_emb.scp`` (speaker embeddings, :func:`parastyle.features.semantic.dump_speaker_embeddings`).
+    Every utterance needs all three (an absent line is an error naming the file and utterance).
+    """
+
+    def __init__(self, data_dir, tokens: str, num_tokens: int, upsample: int, mel: str = "mel.scp",
+                 spk_emb: str = "spk_emb.scp", max_tokens: Optional[int] = None, crop: bool = False, seed: int = 0):
+        self.data_dir = d = Path(data_dir)
+        self.utts = sorted(read_kv(d / "utt2spk"))
+        self.tokens = read_token_file(d / tokens / "utt2tokens", self.utts, num_tokens)
+        tables = {}
+        for name in (mel, spk_emb):
+            if not (d / name).is_file():
+                raise DataError(f"{d / name}: not found (the poly1 recipe writes it with the semantic features)")
+            tables[name] = read_kv(d / name)
+        self.mel, self.spk = tables[mel], tables[spk_emb]
+        for u in self.utts:
+            for name, table in ((f"{tokens}/utt2tokens", self.tokens), (mel, self.mel), (spk_emb, self.spk)):
+                if u not in table:
+                    raise DataError(f"{d / name}: no line for utterance {u!r}")
+        self.upsample, self.max_tokens, self.crop, self.seed, self.epoch = int(upsample), max_tokens, crop, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def lengths(self) -> List[int]:
+        n = [len(self.tokens[u]) for u in self.utts]
+        if self.crop and self.max_tokens:
+            n = [min(x, self.max_tokens) for x in n]
+        return [x * self.upsample for x in n]
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        import kaldiio
+        u = self.utts[index]
+        tok = self.tokens[u]
+        try:
+            mel = torch.from_numpy(kaldiio.load_mat(self.mel[u]).copy()).float()
+            spk = torch.from_numpy(kaldiio.load_mat(self.spk[u]).copy()).float().reshape(-1)
+        except Exception as e:  # noqa: BLE001
+            raise DataError(f"{self.data_dir}: utterance {u!r}: cannot read its mel / speaker embedding: {e}")
+        if self.crop and self.max_tokens and len(tok) > self.max_tokens:
+            rng = random.Random((self.seed * 1000003 + self.epoch) * 1000003 + index)
+            s = rng.randrange(len(tok) - self.max_tokens + 1)
+            tok = tok[s:s + self.max_tokens]
+            mel = mel[s * self.upsample:(s + self.max_tokens) * self.upsample]
+        return {"utt_id": u, "tokens": tok, "mel": mel, "spk_emb": spk}
+
+    def collate(self, items: List[Dict[str, Any]]) -> Dict[str, Any]:
+        B = len(items)
+        tl = torch.tensor([len(it["tokens"]) for it in items])
+        ml = torch.tensor([it["mel"].shape[0] for it in items])
+        tokens = torch.zeros(B, int(tl.max()), dtype=torch.long)
+        mel = torch.zeros(B, int(ml.max()), items[0]["mel"].shape[1])
+        for b, it in enumerate(items):
+            tokens[b, : tl[b]] = torch.tensor(it["tokens"])
+            mel[b, : ml[b]] = it["mel"]
+        return {"utt_ids": [it["utt_id"] for it in items], "tokens": tokens, "token_lens": tl, "mel": mel,
+                "mel_lens": ml, "spk_emb": torch.stack([it["spk_emb"] for it in items])}
+
+
+@DATASETS.register("token_mel")
+def build_token_mel_dataset(config, data_dir, factors, train, cmvn_path=None) -> TokenMelDataset:
+    c = dict(config["data"].get("token_mel") or {})
+    m = config["model"]
+    return TokenMelDataset(data_dir, c.get("tokens", "sset"), int(m["num_tokens"]), int(m.get("upsample", 4)),
+                           mel=c.get("mel", "mel.scp"), spk_emb=c.get("spk_emb", "spk_emb.scp"),
+                           max_tokens=c.get("max_tokens"), crop=train, seed=int(config["train"]["seed"]))
