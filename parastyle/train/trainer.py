@@ -619,17 +619,20 @@ class Trainer:
 
     def _allreduce_grads(self, params: List[torch.nn.Parameter]) -> None:
         """Average the gradients of ``params`` over ranks (a missing gradient counts as zero)."""
+        groups: Dict[tuple, List[torch.nn.Parameter]] = {}
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
-        torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
-        flat /= self.dist.world_size
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
-            offset += n
+            groups.setdefault((p.grad.dtype, p.grad.device), []).append(p)
+        for group in groups.values():              # one flat all-reduce per dtype/device
+            flat = torch.cat([p.grad.reshape(-1) for p in group])
+            torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
+            flat /= self.dist.world_size
+            offset = 0
+            for p in group:
+                n = p.numel()
+                p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+                offset += n
 
     def _averaging_steps(self) -> List[int]:
         """Steps of the checkpoints averaged into model.pt: the best ``train.average_best`` validated
