@@ -163,21 +163,35 @@ def cosine(a, b) -> float:
 
 
 class SpeakerEncoder:
-    """resemblyzer's d-vector encoder (weights shipped in the package): ``embed(wav, sample_rate) -> (256,)``."""
+    """resemblyzer's d-vector encoder (weights shipped in the package): ``embed(wav, sample_rate) -> (256,)``.
+
+    Preprocessing as resemblyzer's ``preprocess_wav``: resampling to 16 kHz, volume normalisation,
+    its VAD-based trimming of long silences. A recording in which the VAD finds (almost) no speech
+    is embedded untrimmed and counted in ``untrimmed``.
+    """
 
     sample_rate = 16000
 
     def __init__(self, device: str = "cpu"):
         from resemblyzer import VoiceEncoder
         self.encoder = VoiceEncoder(device=device, verbose=False)
+        self.untrimmed = 0
 
     def embed(self, wav, sample_rate: int) -> np.ndarray:
-        from resemblyzer import preprocess_wav
-        x = wav.detach().cpu().numpy() if torch.is_tensor(wav) else np.asarray(wav, dtype=np.float32)
-        x = preprocess_wav(x.astype(np.float32), source_sr=int(sample_rate))
-        if x.size < self.sample_rate // 10:
-            raise ValueError(f"{x.size} samples of speech after silence trimming: too short for a speaker embedding")
-        return self.encoder.embed_utterance(x)
+        from resemblyzer.audio import normalize_volume, trim_long_silences
+        from resemblyzer.hparams import audio_norm_target_dBFS
+        x = wav.detach().cpu().float() if torch.is_tensor(wav) else torch.as_tensor(np.asarray(wav, dtype=np.float32))
+        if int(sample_rate) != self.sample_rate:
+            import torchaudio.functional as AF
+            x = AF.resample(x, int(sample_rate), self.sample_rate)
+        x = normalize_volume(x.numpy().astype(np.float64), audio_norm_target_dBFS, increase_only=True)
+        trimmed = trim_long_silences(x)
+        if trimmed.size < self.sample_rate // 10:
+            self.untrimmed += 1
+            trimmed = x
+        if trimmed.size < self.sample_rate // 10:
+            raise ValueError(f"{trimmed.size} samples: too short for a speaker embedding (need 0.1 s)")
+        return self.encoder.embed_utterance(trimmed.astype(np.float32))
 
 
 # ---------------------------------------------------------------------------- best-of-N
