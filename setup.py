@@ -27,6 +27,7 @@ VERBS = {
     "extract-prosody": "extract_prosody",
     "make-style-vectors": "make_style_vectors",
     "synthesize": "synthesize",
+    "eval-tts": "eval_tts",
 }
 
 setup(
