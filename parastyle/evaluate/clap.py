@@ -133,6 +133,8 @@ def evaluate(exp, data, lang_dir=None, factors=None, template=DEFAULT_TEMPLATE, 
     model.to(device).eval()
     check_model_finite(model, str(exp))
     check_frontend(config, task, data)
+    names = _factor_names(data, factors)
+    check_labels_present(data, names)
     set_name = tag or data.name
     embs = embed_data_dir(model, config, task, data, device)
     utts = sorted(embs)
@@ -156,8 +158,6 @@ def evaluate(exp, data, lang_dir=None, factors=None, template=DEFAULT_TEMPLATE, 
                     r["t2a_median_rank"])
 
     preds: Dict[str, Dict[str, str]] = {}
-    names = _factor_names(data, factors)
-    check_labels_present(data, names)
     for f in names:
         path = data / f"utt2{f}"
         labels = {u: lab for u, lab in read_kv(path).items()}

@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 
 from parastyle.data.collate import IGNORE_INDEX, move_batch
-from parastyle.evaluate.checks import check_batch_finite, check_finite, check_frontend, check_model_finite
+from parastyle.evaluate.checks import (check_batch_finite, check_finite, check_frontend, check_labels_present,
+                                       check_model_finite)
 from parastyle.fileio import DataError, atomic_write
 from parastyle.metrics.leakage import balanced_accuracy, chance_levels, leakage_matrix
 from parastyle.train.build import build_dataloader
@@ -256,6 +257,7 @@ def evaluate(exp, train_data, data, checkpoint=None, results_md=None, max_tsne=1
         if not (d / "utt2spk").is_file():
             raise DataError(f"{d}: not a data dir (utt2spk missing)")
         check_frontend(config, task, d)
+        check_labels_present(d, list(model.factors))
     logger.info("embedding %s and %s", train_data, data)
     tr = collect(model, build_dataloader(config, train_data, task=task, train=False), device, str(train_data))
     te = collect(model, build_dataloader(config, data, task=task, train=False), device, str(data))
