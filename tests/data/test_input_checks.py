@@ -137,3 +137,18 @@ def test_combine_carries_one_front_end_and_refuses_two(make_data_dir_fixture, tm
         combine_data_dirs(tmp_path / "ab2", [a, b])
     assert not (tmp_path / "ab2").exists()
     assert len(DataDir(tmp_path / "ab").utts) == 12
+
+
+def test_pipe_entries_run_through_the_shell_as_documented(small_data_dir, tmp_path):
+    """wav.scp ``cmd |`` values are shell commands (Kaldi's convention): shell syntax works and side
+    effects happen, which is why the README warns against scoring untrusted data dirs."""
+    from parastyle.data.audio import load_audio
+    d = small_data_dir
+    utt, path = next(iter(read_kv(d / "wav.scp").items()))
+    marker = tmp_path / "ran"
+    entry = f"touch {marker}; X={path}; cat \"$X\" |"
+    wav = load_audio(utt, entry)
+    assert marker.exists() and np.allclose(wav.numpy(), load_audio(utt, path).numpy())
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("Data directories are Kaldi's", 1)[1].split("\n## ", 1)[0]
+    assert "`cmd |` entries run through the shell" in section and "untrusted sources" in section
