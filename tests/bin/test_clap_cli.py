@@ -164,21 +164,26 @@ def test_best_of_n_ranks_by_cosine(trained, tmp_path):
     feats_conf.write_text("type: fbank\nsample_rate: 16000\nnum_mel_bins: 6\n")
     prompt = "a female voice sounding happy"
     ranking = rank_candidates(exp, prompt, cand, feats_conf=str(feats_conf))
-    assert [c for c, _ in ranking] == sorted((c for c, _ in ranking), key=lambda c: -dict(ranking)[c])
 
     model, config, _ = load_model_from_exp(exp)
     model.eval()
     fe = build_frontend({"type": "fbank", "sample_rate": 16000, "num_mel_bins": 6})
     cmvn = GlobalCMVN.from_file(config["data"]["cmvn"]) if config["data"].get("cmvn") else None
+    ref = {}
     with torch.no_grad():
         text = F.normalize(model.embed_text([prompt]), dim=-1)[0]
-        for cid, cos in ranking:
-            x = fe(load_audio(cid, str(cand / f"{cid}.wav"), 16000))
+        for wav in sorted(cand.glob("*.wav")):                 # every candidate file, independently
+            cid = wav.stem
+            x = fe(load_audio(cid, str(wav), 16000))
             x = cmvn(x) if cmvn is not None else x
             batch = collate_batch([{"utt_id": cid, "feats": x, "labels": {}, "speaker": cid}])
             (speech,) = model.embed(batch).values()          # a CLAP model embeds into one space
-            speech = F.normalize(speech, dim=-1)[0]
-            assert float(speech @ text) == pytest.approx(cos, abs=1e-4), cid
+            ref[cid] = float(F.normalize(speech, dim=-1)[0] @ text)
+    # the ranking is every candidate, in decreasing order of the cosines computed here
+    assert [c for c, _ in ranking] == sorted(ref, key=lambda c: -ref[c])
+    assert len({round(v, 4) for v in ref.values()}) == 3             # distinct scores: the order is meaningful
+    for cid, cos in ranking:
+        assert cos == pytest.approx(ref[cid], abs=1e-4), cid
     out = tmp_path / "rank.txt"
     assert bon_main(["--exp", str(exp), "--prompt", prompt, "--candidates", str(cand),
                      "--out", str(out), "--feats_conf", str(feats_conf)]) == 0

@@ -93,3 +93,17 @@ def test_missing_transcript_is_an_error(tmp_path):
     assert r.returncode != 0 and "Ses02F_impro01_M001" in r.stderr and "transcript" in r.stderr
     _, r2 = run_data_sh(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path, "--iemocap", "")
     assert r2.returncode != 0 and "sail.usc.edu" in r2.stderr
+
+
+def test_paper_configs_carry_the_authors_values():
+    """Stage 1 batch 1 and stage 2 batch 8; AdamW lr 1e-4 (large SSL models), weight decay 0.005,
+    betas (0.9, 0.999), 10 % warm-up + cosine, gradient clip 1, 50 epochs, beta 0.1 -> 1 five epochs early."""
+    import yaml
+    for name, batch in (("train_stage1_ssl.yaml", 1), ("train_stage2_ssl.yaml", 8)):
+        c = yaml.safe_load((RECIPE / "conf" / name).read_text())
+        assert c["data"]["batch_size"] == batch and c["data"]["max_frames"] is None, name
+        assert c["optim"] == {"name": "adamw", "lr": 1.0e-4, "weight_decay": 5.0e-3, "betas": [0.9, 0.999],
+                              "eps": 1.0e-8}, name
+        assert c["scheduler"]["name"] == "warmup_cosine" and c["scheduler"]["min_lr_ratio"] == 0.0, name
+        assert c["train"]["grad_clip"] == 1.0 and c["train"]["max_epochs"] == 50, name
+        assert c["model"]["beta"]["reach_before_end_fraction"] == 0.1, name

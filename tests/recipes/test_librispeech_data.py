@@ -87,3 +87,17 @@ def test_missing_corpus_and_bad_input(tmp_path):
     (ls / "SPEAKERS.TXT").write_text("19 | X | train-clean-100 | 1.0 | Someone\n")
     with pytest.raises(DataError, match="SPEAKERS.TXT:1: SEX 'X'"):
         prep.read_speakers(ls / "SPEAKERS.TXT")
+
+
+def test_stage1_paper_config_carries_the_authors_values():
+    """conf/train_stage1_ssl.yaml: the authors' stage-1 optimisation (batch 1, AdamW lr 1e-4 for the
+    large SSL models, weight decay 0.005, betas (0.9, 0.999), 10 % warm-up, cosine, clip 1, 50 epochs)."""
+    import yaml
+    c = yaml.safe_load((RECIPE / "conf" / "train_stage1_ssl.yaml").read_text())
+    assert c["data"]["batch_size"] == 1 and c["data"]["max_frames"] is None
+    assert c["optim"] == {"name": "adamw", "lr": 1.0e-4, "weight_decay": 5.0e-3, "betas": [0.9, 0.999], "eps": 1.0e-8}
+    assert c["scheduler"]["name"] == "warmup_cosine" and c["scheduler"]["min_lr_ratio"] == 0.0
+    # 10 % of 50 epochs over train-clean-100's 28,539 utterances at batch 1
+    assert c["scheduler"]["warmup_steps"] == round(0.1 * 50 * 28539)
+    assert c["train"]["grad_clip"] == 1.0 and c["train"]["max_epochs"] == 50
+    assert c["model"]["beta"] == {"schedule": "incremental", "start": 0.1, "end": 1.0, "reach_before_end_fraction": 0.1}

@@ -269,3 +269,21 @@ def test_every_classification_split_is_prepared(tmp_path):
     r = run(["--audio_root", audio, "--out", out, "--eval_intrinsic", psc / "paraspeechclap-eval-intrinsic",
              "--class_labels", RECIPE / "conf" / "classification_labels.json"])
     assert r.returncode == 1 and "booming" in r.stderr and "pitch" in r.stderr
+
+
+def test_paper_configs_carry_the_papers_values():
+    """Projection dropout 0.5, text max length 512, one caption per draw, tag loss only in the
+    intrinsic variant; the projection section builds the authors' head."""
+    import yaml
+
+    from parastyle.nn.projection import ProjectionHead
+    for variant, tag_weight in (("combined", 0.0), ("intrinsic", 1.0), ("situational", 0.0)):
+        c = yaml.safe_load((RECIPE / "conf" / f"train_clap_{variant}.yaml").read_text())
+        m = c["model"]
+        assert m["projection"] == {"dropout": 0.5}, variant
+        assert ProjectionHead(4, 3, **m["projection"]).dropout.p == 0.5
+        assert m["text_encoder"]["max_length"] == 512 and m["embed_dim"] == 768, variant
+        assert m["temperature"] == 0.07 and m["max_logit_scale"] == 100.0, variant
+        assert m["loss_weights"] == {"infonce": 1.0, "tag_bce": tag_weight}, variant
+        assert c["data"]["dataset"] == "clap", variant
+        assert c["optim"]["lr"] == 1.0e-5 and c["data"]["batch_size"] == 128 and c["train"]["max_steps"] == 4500
