@@ -82,12 +82,13 @@ def read_candidates(candidates) -> Dict[str, str]:
     raise DataError(f"{p}: not a directory of .wav files nor a wav.scp file")
 
 
-def on_the_fly_config(config: dict, feats_conf: Optional[str] = None) -> dict:
-    """The exp config with features computed from waveforms by the training front-end."""
+def on_the_fly_config(config: dict, feats_conf: Optional[str] = None, exp_dir=None) -> dict:
+    """The exp config with features computed from waveforms by the training front-end
+    (checked against ``<exp_dir>/identity.yaml`` when given)."""
     config = dict(config)
     data = dict(config["data"])
     if data.get("feats"):
-        recorded, where = training_frontend(config)
+        recorded, where = training_frontend(config, exp_dir)
         given = None
         if feats_conf:
             path = Path(feats_conf)
@@ -128,7 +129,7 @@ class BestOfN:
         self.model, config, self.task = load_model_from_exp(self.exp, checkpoint, map_location=device)
         self.model.to(device).eval()
         check_model_finite(self.model, str(self.exp))
-        self.config = on_the_fly_config(config, feats_conf)
+        self.config = on_the_fly_config(config, feats_conf, self.exp)
         self._single_text: Optional[bool] = None
 
     def _text_is_single(self) -> bool:

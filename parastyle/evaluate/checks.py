@@ -66,14 +66,39 @@ def _diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> Dict[str, tuple]:
     return out
 
 
-def training_frontend(config: Mapping[str, Any]) -> tuple:
+def _check_unchanged_since_training(path: Path, exp_dir) -> None:
+    """``path`` (the training dir's feats_conf.yaml) must be the file the exp recorded at training
+    (``<exp>/identity.yaml``, sha256), else the training front-end is not known any more."""
+    if exp_dir is None:
+        return
+    try:
+        from parastyle.train.identity import read_identity
+        ident = read_identity(exp_dir)
+    except (ImportError, DataError):
+        return
+    files = ((ident or {}).get("train_data") or {}).get("files") or {}
+    if "feats_conf.yaml" not in files:
+        return
+    import hashlib
+    have = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    if have != files["feats_conf.yaml"]:
+        raise DataError(f"{path}: {'changed' if have else 'removed'} since {exp_dir} was trained ("
+                        f"{Path(exp_dir) / 'identity.yaml'} records sha256 {files['feats_conf.yaml']}): the training "
+                        f"data was re-extracted, so the front-end the exp was trained on is not known; restore "
+                        f"the training features or retrain")
+
+
+def training_frontend(config: Mapping[str, Any], exp_dir=None) -> tuple:
     """``(front-end config or None, where it was looked for)`` of the exp's training features.
 
-    The training data dir's ``feats_conf.yaml`` (``config["_run"]["train_data"]``) first, else the
+    The training data dir's ``feats_conf.yaml`` (``config["_run"]["train_data"]``) first, checked
+    against the sha256 ``<exp_dir>/identity.yaml`` recorded at training when given; else the
     config's ``data.frontend`` when it is a front-end :func:`build_frontend` knows."""
     data = config.get("data") or {}
     train = (config.get("_run") or {}).get("train_data")
     where = f"{Path(train) / 'feats_conf.yaml'}" if train else "the exp config (no _run.train_data)"
+    if train and data.get("feats"):
+        _check_unchanged_since_training(Path(train) / "feats_conf.yaml", exp_dir)
     if train and (Path(train) / "feats_conf.yaml").is_file():
         return _read_yaml(Path(train) / "feats_conf.yaml"), where
     fe = data.get("frontend")
@@ -87,11 +112,13 @@ def training_frontend(config: Mapping[str, Any]) -> tuple:
     return None, where
 
 
-def check_frontend(config: Mapping[str, Any], task, data_dir, first_feats: Optional[torch.Tensor] = None) -> None:
+def check_frontend(config: Mapping[str, Any], task, data_dir, first_feats: Optional[torch.Tensor] = None,
+                   exp_dir=None) -> None:
     """Refuse ``data_dir`` when its features do not come from the exp's training front-end.
 
     ``config``: the exp's saved config; ``task``: its :class:`TaskInfo`; ``first_feats``: an optional
-    ``(T, D)`` feature matrix read from ``data_dir`` (its dim is compared with ``task.feat_dim``).
+    ``(T, D)`` feature matrix read from ``data_dir`` (its dim is compared with ``task.feat_dim``);
+    ``exp_dir``: the exp, whose ``identity.yaml`` proves the training dir's ``feats_conf.yaml`` unchanged.
     Raises :class:`DataError` naming both sides of the mismatch.
     """
     d = Path(data_dir)
@@ -100,7 +127,7 @@ def check_frontend(config: Mapping[str, Any], task, data_dir, first_feats: Optio
         return                                  # features are computed by data.frontend for every dir
     from parastyle.data.datadir import read_frame_shift
     test_conf_path = d / "feats_conf.yaml"
-    train_conf, train_where = training_frontend(config)
+    train_conf, train_where = training_frontend(config, exp_dir)
     if test_conf_path.is_file():
         test_conf = canonical_frontend(_read_yaml(test_conf_path), str(test_conf_path))
         if train_conf is not None:

@@ -132,7 +132,7 @@ def evaluate(exp, data, lang_dir=None, factors=None, template=DEFAULT_TEMPLATE, 
     model, config, task = load_model_from_exp(exp, checkpoint, map_location=device)
     model.to(device).eval()
     check_model_finite(model, str(exp))
-    check_frontend(config, task, data)
+    check_frontend(config, task, data, exp_dir=exp)
     names = _factor_names(data, factors)
     check_labels_present(data, names)
     set_name = tag or data.name

@@ -256,7 +256,7 @@ def evaluate(exp, train_data, data, checkpoint=None, results_md=None, max_tsne=1
     for d in (train_data, data):
         if not (d / "utt2spk").is_file():
             raise DataError(f"{d}: not a data dir (utt2spk missing)")
-        check_frontend(config, task, d)
+        check_frontend(config, task, d, exp_dir=exp)
         check_labels_present(d, list(model.factors))
     logger.info("embedding %s and %s", train_data, data)
     tr = collect(model, build_dataloader(config, train_data, task=task, train=False), device, str(train_data))

@@ -25,7 +25,7 @@ from parastyle.data.collate import IGNORE_INDEX, move_batch
 from parastyle.evaluate.checks import check_batch_finite, check_frontend, check_labels_present, check_model_finite
 from parastyle.fileio import DataError, atomic_write, write_kv
 from parastyle.metrics.classification import classification_report
-from parastyle.metrics.results_table import update_results_md
+from parastyle.metrics.results_table import set_label, update_results_md
 from parastyle.train.build import build_dataloader
 from parastyle.train.checkpoint import load_model_from_exp
 from parastyle.train.trainer import check_data_dir
@@ -64,7 +64,7 @@ def score(exp, data, checkpoint=None, results_md=None, tag=None, device="cpu") -
     model.to(device)
     check_model_finite(model, str(exp))
     check_data_dir(data, bool(config["data"]["feats"]))
-    check_frontend(config, task, data)
+    check_frontend(config, task, data, exp_dir=exp)
     check_labels_present(data, list(task.factors))
     loader = build_dataloader(config, data, task=task, train=False)
     preds = {f: [] for f in task.factors}
@@ -74,7 +74,7 @@ def score(exp, data, checkpoint=None, results_md=None, tag=None, device="cpu") -
         for batch in loader:
             check_batch_finite(batch, str(data))
             if not utts:
-                check_frontend(config, task, data, first_feats=batch["feats"][0])
+                check_frontend(config, task, data, first_feats=batch["feats"][0], exp_dir=exp)
             batch = move_batch(batch, device)
             out = model.predict(batch)
             utts.extend(batch["utt_ids"])
@@ -109,7 +109,7 @@ def score(exp, data, checkpoint=None, results_md=None, tag=None, device="cpu") -
     enc = config["model"].get("encoder")
     result = {"method": tag or config["model"]["name"],
               "backbone": enc.get("name") if isinstance(enc, dict) else str(enc or "-"),
-              "test_set": set_name, "metrics": metrics}
+              "test_set": set_label(data), "metrics": metrics}
     with atomic_write(out_dir / "results.json") as fh:
         json.dump(result, fh, indent=2)
         fh.write("\n")

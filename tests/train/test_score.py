@@ -127,6 +127,23 @@ def test_score_refuses_features_of_another_frontend_with_the_same_dim(scored_exp
         score(exp, test)
 
 
+def test_score_refuses_when_the_training_front_end_changed_after_training(scored_exp):
+    """The training dir re-extracted with another front-end: its feats_conf.yaml no longer describes
+    the exp's features (identity.yaml), so a test dir matching it is not accepted either."""
+    from parastyle.evaluate.scoring import score
+    exp, root = scored_exp
+    if not (exp / "identity.yaml").is_file():
+        pytest.skip("the trainer writes no identity.yaml")
+    test = make_datadir(root / "data", "test", n=10, seed=2, lang=False)
+    _record_frontend(test, LOGMEL6)
+    _record_frontend(root / "data" / "train", LOGMEL6)
+    with pytest.raises(DataError, match=r"train/feats_conf.yaml: changed since .* was trained"):
+        score(exp, test)
+    _record_frontend(root / "data" / "train", FBANK6)          # restored: byte-identical record
+    _record_frontend(test, FBANK6)
+    assert score(exp, test)["metrics"]
+
+
 def test_score_refuses_another_feature_dim(scored_exp):
     from parastyle.evaluate.scoring import score
     exp, root = scored_exp
