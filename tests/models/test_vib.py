@@ -377,6 +377,20 @@ def test_ssl_frontend_stage1_state_dict_without_ssl_weights(tmp_path):
     again.load_state_dict(sd)          # frozen SSL weights come from the path, not the checkpoint
     model.eval(), again.eval()
     assert torch.allclose(model.embed(batch)["z_textual"], again.embed(batch)["z_textual"])
+    # every waveform is normalised (zero mean, unit variance over its samples) before the SSL model,
+    # whatever the model file says (saved without the flag here), as the authors' feature extractor
+    from parastyle.nn.encoders.ssl import normalize_waveforms
+    assert model.frontend.extractor.normalize_waveform is True
+    raw = build_model(dict(conf, frontend=dict(conf["frontend"], normalize_waveform=False)), task)
+    raw.load_state_dict(sd)
+    raw.eval()
+    pre = dict(batch, feats=normalize_waveforms(wav[..., 0], batch["mask"])[..., None])
+    e_norm, e_pre = model.embed(batch), raw.embed(pre)
+    m = e_norm["mask"]
+    torch.testing.assert_close(e_norm["z_textual"][m], e_pre["z_textual"][m], atol=1e-5, rtol=1e-5)
+    quiet = dict(batch, feats=0.05 * wav)                         # a quieter recording: same latents
+    torch.testing.assert_close(model.embed(quiet)["z_textual"][m], e_norm["z_textual"][m], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(raw.embed(quiet)["z_textual"][m], e_norm["z_textual"][m], atol=1e-2)
 
 
 def test_attention_probe_converges_and_generalises():
