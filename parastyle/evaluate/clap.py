@@ -167,6 +167,7 @@ def evaluate(exp, data, lang_dir=None, factors=None, template=DEFAULT_TEMPLATE, 
         vocab = _vocab(f, lang_dir, task, labels, path)
         known = [u for u in utts if u in labels]
         if not known:
+            logger.warning("%s: no utterance of %d has a %s label: %s is not scored", path, len(utts), f, f)
             continue
         texts = [label_prompt(v, template, (label_names or {}).get(f)) for v in vocab]
         prompts = joint_embeddings(model, texts=texts)["text"].cpu()

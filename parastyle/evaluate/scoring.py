@@ -94,6 +94,8 @@ def score(exp, data, checkpoint=None, results_md=None, tag=None, device="cpu") -
         write_kv(out_dir / f"utt2pred_{f}", {u: vocab[k] for u, k in zip(utts, p)})
         known = y != IGNORE_INDEX
         if not known.any():
+            logger.warning("%s: no utterance of %d has a %s label (no %s/utt2%s line): %s is not scored",
+                           data, len(utts), f, data, f, f)
             continue
         rep = classification_report(y[known], p[known], len(vocab))
         cm = np.asarray(rep.pop("confusion"))

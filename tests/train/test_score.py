@@ -199,6 +199,18 @@ def test_score_refuses_an_empty_factor_file(scored_exp):
         score(exp, test)
 
 
+def test_score_warns_with_counts_about_a_factor_without_test_label(scored_exp, caplog):
+    from parastyle.evaluate.scoring import score
+    exp, root = scored_exp
+    test = make_datadir(root / "data", "test", n=10, seed=2, lang=False)
+    _record_frontend(test, FBANK6)
+    (test / "utt2emotion").unlink()                            # every emotion label unknown
+    with caplog.at_level("WARNING"):
+        res = score(exp, test)
+    assert set(res["metrics"]) == {"gender"}
+    assert "no utterance of 10 has a emotion label" in caplog.text
+
+
 def test_training_refuses_a_factor_without_labelled_utterance(corpus, tmp_path, caplog):
     from parastyle.train.build import build_task_info, check_factor_coverage
     from parastyle.train.config import load_config
