@@ -27,8 +27,12 @@ Exp dir layout::
     checkpoints/      step<N>.pt (+ .sha256): full training state, weights_only-loadable
     tensorboard/      scalars: train/<loss term>, train/loss, train/lr, train/utts_per_s, valid/<name>
     train.log         log
-    model.pt          average of the best ``train.average_best`` checkpoints (by ``valid.metric``)
-    done              written last; rerunning a finished exp does nothing
+    identity.yaml     what the exp was trained on (:mod:`parastyle.train.identity`)
+    .lock             flock-ed while a trainer runs: a second trainer on the exp is refused
+    model.pt          average of the best ``train.average_best`` checkpoints (by ``valid.metric``) at
+                      steps >= ``train.average_min_step``
+    done              written last; rerunning a finished exp does nothing (after checking that the
+                      data and config are the ones it was trained with)
 """
 from __future__ import annotations
 
