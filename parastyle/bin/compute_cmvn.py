@@ -3,7 +3,8 @@
     python -m parastyle.bin.compute_cmvn --data data/train [--out data/train/cmvn.ark]
 
 Reads every utterance of ``<data>/feats.scp``; writes the statistics atomically (default
-``<data>/cmvn.ark``, the path the training configs' ``data.cmvn: auto`` resolves to).
+``<data>/cmvn.ark``, the path the training configs' ``data.cmvn: auto`` resolves to). The
+procedure is :func:`parastyle.features.cmvn.compute_data_dir_cmvn`.
 """
 from __future__ import annotations
 
@@ -11,29 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from parastyle.features.cmvn import CMVNStats
-from parastyle.fileio import DataError, read_kv
-
-
-def compute_cmvn(data_dir, out=None) -> CMVNStats:
-    import kaldiio
-    d = Path(data_dir)
-    scp = read_kv(d / "feats.scp")
-    if not scp:
-        raise DataError(f"{d}/feats.scp: no utterances")
-    stats = None
-    for utt, entry in scp.items():
-        try:
-            m = kaldiio.load_mat(entry)
-        except Exception as e:  # noqa: BLE001
-            raise DataError(f"{d}/feats.scp: cannot read features of {utt!r} ({entry}): {e}") from None
-        if stats is None:
-            stats = CMVNStats(m.shape[1])
-        if m.ndim != 2 or m.shape[1] != stats.dim:
-            raise DataError(f"{d}/feats.scp: features of {utt!r} have shape {m.shape}, expected (T, {stats.dim})")
-        stats.accumulate(m)
-    stats.save(out or d / "cmvn.ark")
-    return stats
+from parastyle.features.cmvn import compute_data_dir_cmvn as compute_cmvn  # noqa: F401  (re-exported)
+from parastyle.fileio import DataError
 
 
 def main(argv=None) -> int:

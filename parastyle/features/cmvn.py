@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -114,4 +114,42 @@ def compute_stats(matrices: Iterable[np.ndarray]) -> CMVNStats:
         stats.accumulate(m)
     if stats is None:
         raise ValueError("no feature matrix to accumulate CMVN statistics from")
+    return stats
+
+
+def compute_data_dir_cmvn(data_dir: PathLike, out: Optional[PathLike] = None) -> CMVNStats:
+    """Global statistics of every utterance of ``<data_dir>/feats.scp``, written atomically to ``out``
+    (default ``<data_dir>/cmvn.ark``).
+
+    The archives must be the ones the data dir recorded (:func:`parastyle.data.datadir.check_feats_arks`);
+    an unreadable, misshapen or non-finite matrix is a DataError naming the utterance (a NaN would
+    turn every normalised feature into NaN)."""
+    import kaldiio
+    from parastyle.data.datadir import check_feats_arks
+    from parastyle.fileio import read_kv
+    d = Path(data_dir)
+    scp = read_kv(d / "feats.scp")
+    if not scp:
+        raise DataError(f"{d}/feats.scp: no utterances")
+    stale = check_feats_arks(d, scp)
+    if stale:
+        raise DataError(stale[0])
+    stats = None
+    for utt, entry in scp.items():
+        try:
+            m = kaldiio.load_mat(entry)
+        except Exception as e:  # noqa: BLE001 - kaldiio raises many types; re-raised naming the utterance
+            raise DataError(f"{d}/feats.scp: cannot read features of {utt!r} ({entry}): {e}") from None
+        m = np.asarray(m)
+        if stats is None:
+            if m.ndim != 2:
+                raise DataError(f"{d}/feats.scp: features of {utt!r} have shape {m.shape}, expected (T, D)")
+            stats = CMVNStats(m.shape[1])
+        if m.ndim != 2 or m.shape[1] != stats.dim:
+            raise DataError(f"{d}/feats.scp: features of {utt!r} have shape {m.shape}, expected (T, {stats.dim})")
+        if not np.isfinite(m).all():
+            raise DataError(f"{d}/feats.scp: features of {utt!r} hold {int((~np.isfinite(m)).sum())} non-finite "
+                            f"value(s) (NaN/inf)")
+        stats.accumulate(m)
+    stats.save(out or d / "cmvn.ark")
     return stats

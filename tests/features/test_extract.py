@@ -244,3 +244,26 @@ def test_subset_never_reads_archives_rewritten_by_a_re_extraction(tmp_path, make
     subset_data_dir(d, sub, last=3)                  # re-created from the re-extracted parent: reads again
     assert StyleDataset(sub, factors, use_feats=True)[0]["feats"].shape[1] == 10
     assert validate_data_dir(sub, lang_dir=tmp_path / "lang") == []
+
+
+def test_cmvn_refuses_non_finite_features_and_stale_archives(tmp_path, make_data_dir_fixture):
+    """Before: a NaN frame made every CMVN mean NaN, and a subset with a rewritten archive was averaged."""
+    from parastyle.data.dirops import subset_data_dir
+    from parastyle.features.cmvn import compute_data_dir_cmvn
+    d = make_data_dir_fixture("data", num_spk=2, utts_per_spk=2)
+    extract_feats(d, FBANK, tmp_path / "dump", progress=False)
+    sub = tmp_path / "sub"
+    subset_data_dir(d, sub, first=2)
+    stats = compute_data_dir_cmvn(sub)
+    assert stats.count == sum(m.shape[0] for u, m in _feats(d).items() if u in read_kv(sub / "utt2spk"))
+    extract_feats(d, dict(FBANK, num_mel_bins=10), tmp_path / "dump", progress=False)
+    with pytest.raises(DataError, match="changed since"):
+        compute_data_dir_cmvn(sub)
+    feats = {u: np.array(m) for u, m in _feats(d).items()}
+    bad = sorted(feats)[2]
+    feats[bad][1, 3] = np.inf
+    kaldiio.save_ark(str(tmp_path / "x.ark"), feats, scp=str(d / "feats.scp"))
+    (d / "feats_arks").unlink()
+    with pytest.raises(DataError, match=f"features of '{bad}' hold 1 non-finite"):
+        compute_data_dir_cmvn(d)
+    assert not (d / "cmvn.ark").exists()
