@@ -6,6 +6,7 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import pytest
+import torch
 
 from parastyle.fileio import write_kv, write_list
 
@@ -68,6 +69,39 @@ def tiny_config(**train):
             ("valid.mode", "max")]
     over += [(f"train.{k}", v) for k, v in train.items()]
     return load_config(None, over)
+
+
+class OrderedValid(torch.nn.Module):
+    """Validation metric = number of validation batches seen so far (a buffer, so it survives resume):
+    with mode min the earliest validation is the best one."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.lin = torch.nn.Linear(dim, 2)
+        self.register_buffer("seen", torch.zeros(()))
+
+    @classmethod
+    def from_config(cls, conf, task):
+        return cls(task.feat_dim)
+
+    def forward(self, batch):
+        loss = self.lin(batch["feats"]).pow(2).mean()
+        if self.training:
+            return {"losses": {"mse": loss}, "metrics": {}}
+        self.seen += 1
+        return {"losses": {"mse": loss}, "metrics": {"order": self.seen.clone()}}
+
+
+def ordered_config(**train):
+    """tiny_config with the OrderedValid model (valid.metric ``order``, mode min, no warm-up)."""
+    from parastyle.models import MODELS
+    if "test_ordered" not in MODELS:
+        MODELS.register("test_ordered")(OrderedValid)
+    conf = tiny_config(**train)
+    conf["model"] = {"name": "test_ordered"}
+    conf["valid"].update(metric="order", mode="min")
+    conf["scheduler"]["warmup_steps"] = 0
+    return conf
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from parastyle.train import checkpoint as ckpt
 from parastyle.train.distributed import DistInfo, default_num_threads
 from parastyle.train.trainer import Trainer, TrainingError
 
-from conftest import tiny_config
-from test_trainer_safety import ordered_config
+from conftest import ordered_config, tiny_config
 
 
 # ---------------------------------------------------------------------- threads

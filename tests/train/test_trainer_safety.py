@@ -21,7 +21,7 @@ from parastyle.models import MODELS
 from parastyle.train import checkpoint as ckpt
 from parastyle.train.trainer import Trainer, TrainingError
 
-from conftest import tiny_config
+from conftest import ordered_config, tiny_config
 
 
 # ---------------------------------------------------------------------- non-finite inputs
@@ -81,39 +81,6 @@ def test_finite_inputs_say_so_and_list_the_batch(corpus, tmp_path):
 
 
 # ---------------------------------------------------------------------- checkpoint recovery
-class _Ordered(torch.nn.Module):
-    """Validation metric = number of validation batches seen so far (a buffer, so it survives resume):
-    with mode min the earliest validation is the best one."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.lin = torch.nn.Linear(dim, 2)
-        self.register_buffer("seen", torch.zeros(()))
-
-    @classmethod
-    def from_config(cls, conf, task):
-        return cls(task.feat_dim)
-
-    def forward(self, batch):
-        loss = self.lin(batch["feats"]).pow(2).mean()
-        if self.training:
-            return {"losses": {"mse": loss}, "metrics": {}}
-        self.seen += 1
-        return {"losses": {"mse": loss}, "metrics": {"order": self.seen.clone()}}
-
-
-if "test_ordered" not in MODELS:
-    MODELS.register("test_ordered")(_Ordered)
-
-
-def ordered_config(**train):
-    conf = tiny_config(**train)
-    conf["model"] = {"name": "test_ordered"}
-    conf["valid"].update(metric="order", mode="min")
-    conf["scheduler"]["warmup_steps"] = 0
-    return conf
-
-
 def _weights(path):
     return ckpt.load_checkpoint(path)["model"]
 
