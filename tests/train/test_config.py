@@ -43,3 +43,21 @@ def test_unknown_key_in_file_and_bad_values(tmp_path):
         load_config(_write(tmp_path, {"model": {"name": "x"}, "valid": {"mode": "up"}}))
     with pytest.raises(ConfigError, match="no value"):
         parse_overrides(["--optim.lr"])
+
+
+def test_config_differences_and_hash(tmp_path):
+    from parastyle.train.config import config_differences, config_hash
+    p = _write(tmp_path, {"model": {"name": "multitask_ce", "encoder": {"name": "tdnn", "hidden": 32}}})
+    base = load_config(p)
+    same_model = load_config(p, ["--train.max_steps", "50", "--train.log_interval", "7"])
+    other = load_config(p, ["--model.encoder.hidden", "64", "--data.max_frames", "100", "--train.max_steps", "50"])
+    inc, comp = config_differences(dict(base, _run={"device": "cpu"}), same_model)
+    assert inc == [] and comp == [("train.log_interval", 20, 7), ("train.max_steps", 1000, 50)]
+    assert config_hash(base) == config_hash(same_model)
+    inc, comp = config_differences(base, other)
+    assert inc == [("data.max_frames", 6000, 100), ("model.encoder.hidden", 32, 64)]
+    assert comp == [("train.max_steps", 1000, 50)]
+    assert config_hash(base) != config_hash(other)
+    # a key present on one side only
+    extra = load_config(p, ["--model.encoder.dropout", "0.1"])
+    assert config_differences(base, extra)[0] == [("model.encoder.dropout", "<unset>", 0.1)]
