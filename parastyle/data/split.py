@@ -177,3 +177,60 @@ def split_train_dev_test(src: PathLike, train_dir: PathLike, dev_dir: PathLike, 
             if a < b and written[a] & written[b]:
                 raise AssertionError(f"split: speakers {sorted(written[a] & written[b])} in both {a} and {b}")
     return result
+
+
+# ----------------------------------------------------------------------------------------------
+# closed-set split: the same speakers in every set
+# ----------------------------------------------------------------------------------------------
+
+def assign_utterances(spk2utts: Dict[str, List[str]], dev: float, test: float, seed: int
+                      ) -> Tuple[Dict[str, List[str]], int]:
+    """Per speaker, shuffled (seeded) utterances: ``round(n * dev)`` to dev, ``round(n * test)`` to test
+    (each at least 1 when the fraction is positive), the rest (at least 1) to train; a speaker with fewer
+    than 3 utterances goes to train only.
+
+    Returns ``({"train": [...], "dev": [...], "test": [...]}, number of train-only speakers)``."""
+    if not (0 <= dev < 1 and 0 <= test < 1 and dev + test < 1):
+        raise ValueError(f"dev ({dev}) and test ({test}) must be fractions with dev + test < 1")
+    rng = random.Random(seed)
+    sets: Dict[str, List[str]] = {"train": [], "dev": [], "test": []}
+    small = 0
+    for spk in sorted(spk2utts):
+        utts = sorted(spk2utts[spk])
+        rng.shuffle(utts)
+        n = len(utts)
+        if n < 3:
+            sets["train"].extend(utts)
+            small += 1
+            continue
+        n_dev = max(1, round(n * dev)) if dev > 0 else 0
+        n_test = max(1, round(n * test)) if test > 0 else 0
+        while n - n_dev - n_test < 1:       # keep at least one training utterance
+            if n_test >= n_dev:
+                n_test -= 1
+            else:
+                n_dev -= 1
+        sets["dev"].extend(utts[:n_dev])
+        sets["test"].extend(utts[n_dev:n_dev + n_test])
+        sets["train"].extend(utts[n_dev + n_test:])
+    return sets, small
+
+
+def split_within_speakers(src: PathLike, train_dir: PathLike, dev_dir: PathLike, test_dir: PathLike,
+                          dev: float = 0.1, test: float = 0.2, seed: int = 0) -> Tuple[Dict[str, List[str]], int, int]:
+    """Write the closed-set split of ``src`` (:func:`assign_utterances`) as three data dirs.
+
+    Returns ``(sets, number of speakers, number of train-only speakers)``; an empty set is a DataError."""
+    from parastyle.data.dirops import subset_data_dir
+    from parastyle.fileio import read_kv
+    utt2spk = read_kv(Path(src) / "utt2spk")
+    spk2utts: Dict[str, List[str]] = {}
+    for u, s in utt2spk.items():
+        spk2utts.setdefault(s, []).append(u)
+    sets, small = assign_utterances(spk2utts, dev, test, seed)
+    for name in ("train", "dev", "test"):
+        if not sets[name]:
+            raise DataError(f"{src}: the {name} set would be empty")
+    for name, dst in (("train", train_dir), ("dev", dev_dir), ("test", test_dir)):
+        subset_data_dir(src, dst, utt_list=sets[name])
+    return sets, len(spk2utts), small

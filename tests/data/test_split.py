@@ -130,3 +130,17 @@ def test_split_cli(make_data_dir_fixture, tmp_path, capsys):
     assert (tmp_path / "report.txt").read_text().strip() == printed.strip()
     assert split_cli.main(["--dev", "3", "--test", "2", str(src)] + dirs) == 1
     assert "5 speakers cannot give 3 dev + 2 test" in capsys.readouterr().err
+
+
+def test_split_within_speakers_writes_closed_set_dirs(make_data_dir_fixture, tmp_path):
+    from parastyle.bin.split_within_speakers import main as cli
+    from parastyle.fileio import read_kv
+    src = make_data_dir_fixture("all", num_spk=3, utts_per_spk=5)
+    out = [tmp_path / n for n in ("tr", "dv", "te")]
+    assert cli(["--dev", "0.2", "--test", "0.2", "--seed", "1", str(src), *map(str, out)]) == 0
+    sets = [read_kv(d / "utt2spk") for d in out]
+    everything = read_kv(src / "utt2spk")
+    assert sorted(u for s in sets for u in s) == sorted(everything)             # a partition
+    assert all(set(s.values()) == set(everything.values()) for s in sets)      # every speaker in every set
+    assert [len(s) for s in sets] == [9, 3, 3]
+    assert cli(["--dev", "0.6", "--test", "0.6", str(src), *map(str, out)]) == 1
