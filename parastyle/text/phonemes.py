@@ -35,6 +35,8 @@ ESPEAK_VOICES: Dict[str, str] = {
     "en": "en-us", "en-us": "en-us", "en-gb": "en-gb", "cmn": "cmn", "zh": "cmn", "de": "de",
     "fr": "fr-fr", "fr-fr": "fr-fr", "es": "es", "it": "it", "pt": "pt", "ru": "ru", "ja": "ja",
     "nl": "nl", "pl": "pl", "yue": "yue",
+    # corpus label spellings (ESD / ParaMETA's label set: chinese, english)
+    "english": "en-us", "chinese": "cmn", "mandarin": "cmn", "german": "de", "french": "fr-fr", "spanish": "es",
 }
 _FLAG = re.compile(r"\([a-z\-]+\)")
 

@@ -1,0 +1,1 @@
+../../style1/local/data.sh
