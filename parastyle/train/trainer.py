@@ -763,7 +763,9 @@ class Trainer:
             dc["cmvn"] = str(Path(dc["cmvn"]).resolve())
 
     def _current_identity(self) -> Dict[str, Any]:
-        return exp_identity(self.config, self.train_data, self.valid_data, self.lang_dir)
+        if getattr(self, "_identity", None) is None:      # computed once per run (hashes the data dirs)
+            self._identity = exp_identity(**self._identity_parts())
+        return self._identity
 
     def _check_existing(self) -> str:
         """On the main process: clean up and check an existing exp; "already_done", "resume" or "new"."""
@@ -790,7 +792,8 @@ class Trainer:
         else:
             logger.warning("%s has %s but no config.yaml: the config cannot be compared", self.exp_dir,
                            "done" if done else "checkpoints")
-        if check_exp_identity(self.exp_dir, **self._identity_parts()) is None:
+        self._identity = check_exp_identity(self.exp_dir, **self._identity_parts())
+        if self._identity is None:
             logger.warning("%s has no %s (trained by an older version): cannot check what it was trained on",
                            self.exp_dir, IDENTITY_FILE)
         if done:
