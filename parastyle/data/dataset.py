@@ -62,11 +62,14 @@ class StyleDataset(torch.utils.data.Dataset):
             that depends only on ``(seed, epoch, index)`` (reproducible with any number of workers).
         crop: enable cropping (training only).
         seed: crop seed.
+        augment: optional :class:`parastyle.data.augment.Augmenter` (training only): waveform
+            augmentations before the frontend, SpecAugment after the crop; draws from ``(seed, epoch, index)``.
     """
 
     def __init__(self, data_dir, factors: Dict[str, Sequence[str]], use_feats: bool = True,
                  frontend: Optional[Callable] = None, cmvn: Optional[Callable] = None,
-                 max_frames_per_utt: Optional[int] = None, crop: bool = False, seed: int = 0):
+                 max_frames_per_utt: Optional[int] = None, crop: bool = False, seed: int = 0,
+                 augment=None):
         self.data_dir = Path(data_dir)
         d = self.data_dir
         utt2spk_path = d / "utt2spk"
@@ -88,6 +91,7 @@ class StyleDataset(torch.utils.data.Dataset):
         self.max_frames_per_utt = max_frames_per_utt
         self.crop = crop and max_frames_per_utt is not None
         self.seed = seed
+        self.augment = augment
         self.epoch = 0
         if use_feats:
             self.feats_scp = self._require_all(d / "feats.scp", "run the feature extraction stage")
@@ -186,8 +190,9 @@ class StyleDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.utts)
 
-    def load_features(self, utt: str) -> torch.Tensor:
-        """Features ``(T, D)`` of one utterance (before crop)."""
+    def load_features(self, utt: str, wav_hook: Optional[Callable] = None) -> torch.Tensor:
+        """Features ``(T, D)`` of one utterance (before crop); ``wav_hook(wav) -> wav`` is applied to
+        the waveform before the frontend (features computed on the fly only)."""
         if self.use_feats:
             import kaldiio
             try:
@@ -201,6 +206,8 @@ class StyleDataset(torch.utils.data.Dataset):
             entry = self.wav_scp[seg[0]] if seg else self.wav_scp[utt]
             wav = load_audio(utt, entry, self.frontend.sample_rate,
                              segment=(seg[1], seg[2]) if seg else None)
+            if wav_hook is not None:
+                wav = wav_hook(wav)
             x = self.frontend(wav)
         if x.dim() != 2 or x.shape[0] == 0:
             raise DataError(f"{self.data_dir}: features of {utt!r} have shape {tuple(x.shape)}, expected (T>0, D)")
@@ -210,11 +217,14 @@ class StyleDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         utt = self.utts[index]
-        x = self.load_features(utt)
+        g = self.augment.rng(self.seed, self.epoch, index) if self.augment is not None else None
+        x = self.load_features(utt, None if g is None or self.use_feats else (lambda w: self.augment.waveform(w, g)))
         if self.crop and x.shape[0] > self.max_frames_per_utt:
             rng = random.Random(f"{self.seed}:{self.epoch}:{index}")
             start = rng.randrange(0, x.shape[0] - self.max_frames_per_utt + 1)
             x = x[start: start + self.max_frames_per_utt]
+        if g is not None:
+            x = self.augment.features(x, g)       # SpecAugment after the crop
         item: Dict[str, Any] = {
             "utt_id": utt,
             "feats": x,

@@ -162,9 +162,16 @@ def build_dataset(config: Dict[str, Any], data_dir, factors: Dict[str, list], tr
             raise ValueError("data.cmvn 'auto' must be resolved to a path before building a dataset")
         from parastyle.features.cmvn import GlobalCMVN
         cmvn = GlobalCMVN.from_file(cmvn_path)
+    augment = None
+    if train and dc.get("augment"):
+        from parastyle.data.augment import AugmentConfigError, build_augmenter
+        try:
+            augment = build_augmenter(dc["augment"], use_feats=bool(dc["feats"]))
+        except AugmentConfigError as e:
+            raise ConfigError(str(e)) from None
     return StyleDataset(data_dir, factors, use_feats=bool(dc["feats"]), frontend=_frontend(config),
                         cmvn=cmvn, max_frames_per_utt=dc.get("max_frames_per_utt"), crop=train,
-                        seed=int(config["train"]["seed"]))
+                        seed=int(config["train"]["seed"]), augment=augment)
 
 
 def build_train_sampler(config: Dict[str, Any], dataset: StyleDataset, rank: int = 0, world_size: int = 1):
