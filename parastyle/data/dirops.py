@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from parastyle.data.datadir import (ARK_RECORD, RECO_FILES, SPK_FILES, UTT_FULL_FILES, UTT_PARTIAL_FILES, Tables, copied_files,
-                                    is_factor_file, read_tables, scan_table, subset_tables,
+from parastyle.data.datadir import (ARK_RECORD, RECO_FILES, SPK_FILES, UTT_FULL_FILES, UTT_PARTIAL_FILES, Tables,
+                                    copied_files, is_factor_file, read_tables, scan_table, subset_tables,
                                     table_file_names, value_check, write_tables)
 from parastyle.fileio import DataError, PathLike, c_sort_key, read_kv, write_kv
 

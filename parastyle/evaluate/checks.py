@@ -163,8 +163,9 @@ def check_finite(x: torch.Tensor, utt_ids: Sequence[str], what: str, where: str 
     if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x.detach().reshape(x.shape[0], -1))).any(-1).nonzero().flatten().tolist()
         names = [utt_ids[i] for i in bad]
-        raise DataError(f"{where + ': ' if where else ''}{what} of utterance {names[0]!r} is not finite (NaN or "
-                        f"inf){f'; {len(names)} such utterance(s) in this batch: {names[:5]}' if len(names) > 1 else ''}")
+        more = f"; {len(names)} such utterance(s) in this batch: {names[:5]}" if len(names) > 1 else ""
+        raise DataError(f"{where + ': ' if where else ''}{what} of utterance {names[0]!r} is not finite "
+                        f"(NaN or inf){more}")
 
 
 def check_batch_finite(batch: Mapping[str, Any], where: str = "") -> None:

@@ -57,7 +57,8 @@ def test_non_utf8_table_gives_file_and_line_in_every_tool(small_data_dir, tmp_pa
     for args in (["parastyle.bin.subset_data_dir", "--first", "2", str(d), str(tmp_path / "sub")],
                  ["parastyle.bin.split_data", str(d), "2"],
                  ["parastyle.bin.combine_data", str(tmp_path / "comb"), str(d)],
-                 ["parastyle.bin.extract_feats", "--data", str(d), "--conf", str(conf), "--dump", str(tmp_path / "dump")]):
+                 ["parastyle.bin.extract_feats", "--data", str(d), "--conf", str(conf),
+                  "--dump", str(tmp_path / "dump")]):
         if args[0].endswith("extract_feats") and name in ("text", "utt2emotion"):
             continue                                          # extraction does not read these files
         p = _run(*args)
