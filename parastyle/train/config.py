@@ -46,6 +46,7 @@ DEFAULTS: Dict[str, Any] = {
         "max_frames_per_utt": None,    # random crop of training utterances, null = no crop
         "num_workers": 0,              # DataLoader worker processes (0 = load in the training process)
         "valid_max_frames": None,      # frame budget for validation/scoring, null = same as max_frames
+        "augment": None,               # training augmentation {tempo, gain, noise, specaugment} (parastyle.data.augment)
         # Training batch sampler (evaluation always batches in length order, every utterance once).
         "sampler": {
             "name": "length_bucket",   # length_bucket | class_balanced
@@ -96,7 +97,7 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 #: sections whose keys are free-form (model kwargs, frontend options): any key may be added.
-OPEN_SECTIONS = ("model", "data.frontend", "data.tts")
+OPEN_SECTIONS = ("model", "data.frontend", "data.tts", "data.augment")
 
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -367,20 +368,26 @@ def _compatible(key: str) -> bool:
 
 def config_differences(saved: Mapping, current: Mapping) -> tuple:
     """``(incompatible, compatible)``: lists of ``(dotted key, saved value, current value)`` (a key
-    absent on one side has the value ``<unset>``); ``_run`` is ignored."""
+    absent on one side has the value ``<unset>``); ``_run`` is ignored. A key missing from the saved
+    config (one added to :data:`DEFAULTS` since) that now holds its default is compatible."""
     a, b = _leaves(_normalise(saved)), _leaves(_normalise(current))
+    defaults = _leaves(_normalise(DEFAULTS))
     incompatible, compatible = [], []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key, "<unset>"), b.get(key, "<unset>")
         if va != vb:
-            (compatible if _compatible(key) else incompatible).append((key, va, vb))
+            new_default = key not in a and key in defaults and vb == defaults[key]
+            (compatible if _compatible(key) or new_default else incompatible).append((key, va, vb))
     return incompatible, compatible
 
 
 def config_hash(conf: Mapping) -> str:
-    """sha256 of the config without ``_run`` and without :data:`RESUME_COMPATIBLE_KEYS`: equal for two
-    configs that train the same model the same way."""
+    """sha256 of the config without ``_run``, without :data:`RESUME_COMPATIBLE_KEYS` and without keys at
+    their :data:`DEFAULTS` value (so that a key added to the defaults later keeps the hash): equal for
+    two configs that train the same model the same way."""
     import hashlib
-    leaves = {k: v for k, v in _leaves(_normalise(conf)).items() if not _compatible(k)}
+    defaults = _leaves(_normalise(DEFAULTS))
+    leaves = {k: v for k, v in _leaves(_normalise(conf)).items()
+              if not _compatible(k) and (k.startswith("model.") or not (k in defaults and defaults[k] == v))}
     text = yaml.safe_dump(leaves, sort_keys=True, default_flow_style=None)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -61,3 +61,11 @@ def test_config_differences_and_hash(tmp_path):
     # a key present on one side only
     extra = load_config(p, ["--model.encoder.dropout", "0.1"])
     assert config_differences(base, extra)[0] == [("model.encoder.dropout", "<unset>", 0.1)]
+    # a key added to the defaults after the exp was trained, at its default value, is compatible
+    old = dict(base, data={k: v for k, v in base["data"].items() if k != "valid_max_frames"},
+               train={k: v for k, v in base["train"].items() if k != "grad_clip"})
+    inc, comp = config_differences(old, base)
+    assert inc == [] and [k for k, _, _ in comp] == ["data.valid_max_frames", "train.grad_clip"]
+    assert config_differences(old, load_config(p, ["--train.grad_clip", "1.0"]))[0] == [("train.grad_clip", "<unset>", 1.0)]
+    assert config_hash(old) == config_hash(base)
+    assert config_hash(load_config(p, ["--train.grad_clip", "5.0"])) == config_hash(base)     # the default
