@@ -123,8 +123,15 @@ def test_recipe_configs_carry_the_paper_settings():
         feats = yaml.safe_load((conf_dir / "feats.yaml").read_text())
         assert feats == {"type": "logmel", "sample_rate": 22050, "n_fft": 1024, "win_length": 1024,
                          "hop_length": 256, "n_mels": 80}, recipe
-        configs = sorted(conf_dir.glob("train_*.yaml"))
+        configs = sorted(conf_dir.glob("train_parameta_*.yaml"))
         assert [p.name for p in configs] == [f"train_parameta_{e}.yaml" for e in ("cnn", "lstm", "qformer", "transformer")]
+        # the CPU configs next to them: device auto, a laptop step count, the paper's ParaMETA losses
+        for name in ("train_ce.yaml", "train_parameta.yaml"):
+            cpu = load_config(str(conf_dir / name))
+            assert cpu["train"]["device"] == "auto" and cpu["train"]["max_steps"] <= 5000, (recipe, name)
+            assert cpu["data"]["factors"] == load_config(str(configs[1]))["data"]["factors"], (recipe, name)
+        cpu = load_config(str(conf_dir / "train_parameta.yaml"))["model"]
+        assert (cpu["meta_dim"], cpu["subspace_dim"], cpu["tau"], cpu["lam"]) == (768, 192, 0.1, 0.1), recipe
         for path in configs:
             conf = load_config(str(path))
             model = conf["model"]

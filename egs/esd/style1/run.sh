@@ -3,6 +3,10 @@
 # ParaMETA style representations (egs/TEMPLATE/style1/style.sh stages 0-5).
 # Every variable below can be overridden as --name value, e.g.
 #   ./run.sh --esd /data/ESD --stage 0 --stop_stage 3
+# On a CPU start with the CPU configs: ./run.sh --methods "egemaps_svm ce parameta"
+# (conf/train_ce.yaml, conf/train_parameta.yaml: train.device auto, 3,000 steps; egemaps_svm needs no
+# config); the GPU paper configs are conf/train_parameta_<backbone>.yaml (the default below).
+# Corpus-defined splits: --split predefined; cross-validation: --folds K | --folds listed.
 set -euo pipefail
 
 esd=                         # corpus root; local/README.md says where to obtain it and its layout

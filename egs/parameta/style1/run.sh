@@ -4,6 +4,10 @@
 # independent split, features resampled to 22,050 Hz (egs/TEMPLATE/style1/style.sh stages 0-5).
 # Every variable below can be overridden as --name value, e.g.
 #   ./run.sh --cremad /data/CREMA-D --esd /data/ESD --ljspeech /data/LJSpeech-1.1 --baker /data/BZNSYP
+# On a CPU start with the CPU configs: ./run.sh --methods "egemaps_svm ce parameta"
+# (conf/train_ce.yaml, conf/train_parameta.yaml: train.device auto, 3,000 steps; egemaps_svm needs no
+# config); the GPU paper configs are conf/train_parameta_<backbone>.yaml (the default below).
+# Corpus-defined splits: --split predefined; cross-validation: --folds K | --folds listed.
 set -euo pipefail
 
 cremad=                     # corpus roots: see egs/<corpus>/style1/local/README.md
