@@ -226,3 +226,17 @@ def test_second_trainer_on_the_same_exp_is_refused(corpus, tmp_path):
     with DirLock(exp):
         with pytest.raises(LockedError):
             DirLock(exp).acquire()
+
+
+def test_locked_exp_refused_on_every_rank(tmp_path):
+    """Two gloo ranks on a locked exp: rank 0 finds the lock and every rank stops with its error."""
+    import torch.multiprocessing as mp
+    from conftest import make_datadir
+    from distributed_helpers import train_on_two_ranks
+    train = make_datadir(tmp_path / "data", "train", n=24)
+    dev = make_datadir(tmp_path / "data", "dev", n=7, seed=1)
+    exp = tmp_path / "exp"
+    with DirLock(exp):
+        with pytest.raises(mp.ProcessRaisedException, match="locked by another process"):
+            train_on_two_ranks(tiny_config(max_steps=2), train, dev, tmp_path / "data" / "lang", exp)
+    assert not (exp / "checkpoints").exists()
