@@ -325,3 +325,36 @@ def score(exp, data, results_md=None, tag: Optional[str] = None, cache_dir=None,
     if results_md:
         update_results_md(results_md, exp.parent)
     return result
+
+
+def cross_validate(data_dir, lang_dir, work_dir, num_folds: int = 5, seed: int = 0, dev=0.1,
+                   config: Optional[Dict[str, Any]] = None, cache_dir=None, nj: int = 1) -> Dict[str, Any]:
+    """Speaker-group cross-validation of the baseline on one data dir (the headroom check of a corpus).
+
+    Folds are made by :func:`parastyle.data.folds.make_folds` under ``<work_dir>/data`` (each fold's
+    dev speakers choose C); each fold is trained and scored by :func:`train` / :func:`score` into
+    ``<work_dir>/exp/egemaps_svm/fold<k>``. Returns ``{"per_fold": {factor: [UAR]}, "mean", "std"
+    (sample), "pooled": {factor: UAR of the union of the test folds}, "num_folds", "num_utts"}``.
+    """
+    from parastyle.data.folds import make_folds
+    from parastyle.metrics.results_table import collect_results, cross_validation_rows
+
+    work = Path(work_dir)
+    make_folds(data_dir, work / "data", num_folds, dev=dev, seed=seed)
+    for k in range(1, num_folds + 1):
+        fold = work / "data" / f"fold{k}"
+        exp = work / "exp" / "egemaps_svm" / f"fold{k}"
+        train(fold / "train", fold / "dev", lang_dir, exp, config, cache_dir, nj)
+        score(exp, fold / "test", cache_dir=cache_dir, nj=nj)
+    results = collect_results(work / "exp")
+    per_fold: Dict[str, List[float]] = {}
+    for r in sorted(results, key=lambda r: int(str(r["test_set"]).split("/")[0][4:])):
+        for f, m in r["metrics"].items():
+            per_fold.setdefault(f, []).append(float(m["balanced_accuracy"]))
+    rows = cross_validation_rows(results)
+    pooled = next(r for r in rows if r["kind"] == "pooled")["metrics"]
+    return {"per_fold": per_fold,
+            "mean": {f: float(np.mean(v)) for f, v in per_fold.items()},
+            "std": {f: float(np.std(v, ddof=1)) for f, v in per_fold.items()},
+            "pooled": {f: float(m["balanced_accuracy"]) for f, m in pooled.items()},
+            "num_folds": num_folds, "num_utts": len(DataDir(data_dir).utts)}
