@@ -17,7 +17,8 @@ TOKENS = ["<blank>", "<space>", "a", "b"]
 
 def _model(**kw):
     torch.manual_seed(0)
-    return CTCASR(6, CharTokenizer(TOKENS), hidden=8, num_layers=1, dropout=0.0, **kw).eval()
+    kw.setdefault("num_layers", 1)
+    return CTCASR(6, CharTokenizer(TOKENS), hidden=8, dropout=0.0, **kw).eval()
 
 
 def _batch(feats, lens, texts):
@@ -46,8 +47,9 @@ def test_ctc_loss_equals_brute_force_sum_over_alignments():
     assert "cer" in out["metrics"]
 
 
-def test_padding_does_not_change_hidden_states_and_predictions():
-    m = _model()
+@pytest.mark.parametrize("kind", ["lstm", "conv"])
+def test_padding_does_not_change_hidden_states_and_predictions(kind):
+    m = _model(kind=kind, num_layers=2)
     feats = torch.randn(3, 9, 6)
     lens = torch.tensor([9, 4, 7])
     batch = _batch(feats, lens, ["a", "b", "ab"])
