@@ -39,7 +39,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from parastyle.fileio import DataError, atomic_write, write_kv, write_list
+from parastyle.fileio import DataError, atomic_write, default_file_mode, write_kv, write_list
 from parastyle.synth.captions import make_caption, make_tags
 from parastyle.synth.prosody import (AMPLITUDE_LIMITS, EMOTION_SETTINGS, JITTER_SD, PITCH_LIMITS,
                                      RANGE_LIMITS, RATE_LIMITS, UtteranceProsody, utterance_prosody)
@@ -272,6 +272,7 @@ def render_utterance(plan: UtterancePlan, executable: str = ESPEAK) -> int:
         raise SynthError(f"utterance {plan.utt_id}: bad espeak-ng output: {e}; command: {shlex.join(cmd)}") from e
     path = Path(plan.wav_path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav", dir=path.parent)
+    os.fchmod(fd, default_file_mode())      # mkstemp makes 0600; wavs are shared like any data file
     os.close(fd)
     try:
         sf.write(tmp, y.astype(np.float32), SAMPLE_RATE, subtype="PCM_16", format="WAV")

@@ -73,6 +73,11 @@ def test_data_dir_is_complete_sorted_and_consistent(corpus):
     assert len(widths) == 1, "speaker ids must have equal width"
     for u, s in tables["utt2spk"].items():
         assert re.fullmatch(rf"{re.escape(s)}-\d{{5}}", u), u
+    # wavs are written through a temp file but get the umask's mode, like every data file (0644 under 022)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in read_kv(out / "wav.scp").values():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask, path
     # Audio: absolute paths, 22,050 Hz mono, duration as in utt2dur.
     for u, path in tables["wav.scp"].items():
         assert os.path.isabs(path) and Path(path).parent == (out / "wav").resolve()
