@@ -53,3 +53,32 @@ def test_synth_style1_stages_0_to_3(tmp_path):
     assert "emotion:" in (data / "split_report.txt").read_text()
     assert (data / "train" / "cmvn.ark").is_file()
     assert not [x.name for x in data.iterdir() if "tmp" in x.name]      # no leftovers of atomic writes
+
+
+def test_synth_style1_toolkit_folds_share_one_feature_extraction(tmp_path):
+    """--folds 2: stage 1 makes speaker-group folds of data/all, stage 2 extracts data/all once and
+    gives every fold set its lines, stage 3 computes each fold's CMVN on its own train set."""
+    work = recipe_copy(tmp_path / "style1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("PARASTYLE_ROOT", None)
+    p = subprocess.run(["./run.sh", "--stop_stage", "3", "--num_utts", "24", "--nj", "1", "--folds", "2",
+                        "--fold_args", "--dev 1"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "stage 1: 2 speaker-group cross-validation folds" in p.stderr
+    all_feats = dict(line.split(None, 1) for line in (work / "data/all/feats.scp").read_text().splitlines())
+    tested = set()
+    for k in (1, 2):
+        spk = {}
+        for s in ("train", "dev", "test"):
+            d = work / "data" / f"fold{k}" / s
+            assert validate_data_dir(d, lang_dir=work / "data" / "lang") == []
+            feats = dict(line.split(None, 1) for line in (d / "feats.scp").read_text().splitlines())
+            assert feats == {u: all_feats[u] for u in DataDir(d).utts}
+            spk[s] = set(DataDir(d).speakers)
+        assert not (spk["train"] & spk["test"] or spk["dev"] & spk["test"] or spk["train"] & spk["dev"])
+        assert len(spk["dev"]) == 1
+        assert not spk["test"] & tested
+        tested |= spk["test"]
+        assert (work / "data" / f"fold{k}" / "train" / "cmvn.ark").is_file()
+    assert tested == set(DataDir(work / "data" / "all").speakers)
+    assert not (work / "data" / "train").exists()      # no random split in fold mode
