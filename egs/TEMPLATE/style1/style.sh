@@ -62,17 +62,17 @@ if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
 first_test=${test_sets%% *}
 all_sets="${train_set} ${valid_set} ${test_sets}"
 
+case "${split}" in random|true) split=random ;; predefined|false) split=predefined ;;
+    *) log "error: split must be random or predefined, got '${split}'"; exit 1 ;; esac
+if [ -n "${folds}" ] && [ "${folds}" != listed ] && ! [[ "${folds}" =~ ^[0-9]+$ ]]; then
+    log "error: folds must be a number of folds or 'listed', got '${folds}'"; exit 1
+fi
+
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     log "stage 0: data preparation (local/data.sh) -> data/all, ${lang_dir}"
     # shellcheck disable=SC2086
     local/data.sh --nj "${nj}" --seed "${seed}" ${data_args}
     python -m parastyle.bin.validate_data_dir --no-feats --lang_dir "${lang_dir}" data/all
-fi
-
-case "${split}" in random|true) split=random ;; predefined|false) split=predefined ;;
-    *) log "error: split must be random or predefined, got '${split}'"; exit 1 ;; esac
-if [ -n "${folds}" ] && [ "${folds}" != listed ] && ! [[ "${folds}" =~ ^[0-9]+$ ]]; then
-    log "error: folds must be a number of folds or 'listed', got '${folds}'"; exit 1
 fi
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
