@@ -12,7 +12,8 @@ seed=0                      # corpus generation and speaker split
 nj=2
 split_args="--dev 0.1 --test 0.15"   # fractions of the speakers
 feats_conf=conf/feats.yaml
-methods="ce clap_objective parameta_nometa parameta"   # conf/train_<method>.yaml, trained and scored in turn
+methods="egemaps_svm ce clap_objective parameta_nometa parameta"   # conf/train_<method>.yaml (egemaps_svm: the
+                            # eGeMAPS + linear SVM baseline, no config), trained and scored in turn
 
 . ./path.sh
 if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
