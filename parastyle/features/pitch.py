@@ -62,19 +62,43 @@ def prosody_of_wav(wav, frontend) -> np.ndarray:
     return np.stack([f0, en], axis=1).astype(np.float32)
 
 
-def extract_prosody(data_dir, dump_dir, frontend_conf=None, progress: bool = False) -> int:
+def _prosody_job(args):
+    """Worker of :func:`extract_prosody`: ``[(utt, (T, 2))]`` of a chunk of work items."""
+    import torch
+    torch.set_num_threads(1)
+    from parastyle.data.audio import load_audio
+    from parastyle.features.frontend import build_frontend
+    from parastyle.fileio import DataError
+    items, frontend_conf, frames = args
+    fe = build_frontend(dict(frontend_conf))
+    out = []
+    for utt, entry, where, segment in items:
+        wav = load_audio(utt, entry, fe.sample_rate, segment=segment, min_samples=fe.min_samples, where=where)
+        pros = prosody_of_wav(wav, fe)
+        if frames is not None and int(frames[utt]) != pros.shape[0]:
+            raise DataError(f"{where}: utterance {utt!r}: {pros.shape[0]} prosody frames but utt2num_frames "
+                            f"says {frames[utt]} (were the features made with another front-end?)")
+        if not np.isfinite(pros).all():
+            raise DataError(f"{where}: utterance {utt!r}: non-finite F0/energy")
+        out.append((utt, pros))
+    return out
+
+
+def extract_prosody(data_dir, dump_dir, frontend_conf=None, nj: int = 1, progress: bool = False) -> int:
     """F0 + energy of every utterance of ``data_dir`` into ``<dump_dir>/prosody.ark`` and, last,
     ``<data_dir>/prosody.scp`` (atomically), on the frames of ``feats.scp`` when present.
 
-    ``frontend_conf``: the logmel config; default ``<data_dir>/feats_conf.yaml``. An utterance whose
-    frame count differs from ``utt2num_frames`` is an error naming it. Returns the number of utterances.
+    ``frontend_conf``: the logmel config; default ``<data_dir>/feats_conf.yaml``. ``nj`` worker
+    processes (one thread each); the archive is written in utterance order whatever ``nj``. An
+    utterance whose frame count differs from ``utt2num_frames`` is an error naming it. Returns the
+    number of utterances.
     """
+    from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
 
     import kaldiio
     import yaml
 
-    from parastyle.data.audio import load_audio
     from parastyle.features.extract import work_items
     from parastyle.features.frontend import LogMel, build_frontend
     from parastyle.fileio import DataError, read_kv, write_kv
@@ -96,17 +120,27 @@ def extract_prosody(data_dir, dump_dir, frontend_conf=None, progress: bool = Fal
     ark = dump / "prosody.ark"
     tmp_scp = dump / "prosody.tmp.scp"
     items = work_items(d)
+    chunk = 50
+    jobs = [(items[i:i + chunk], fe.to_config(), frames) for i in range(0, len(items), chunk)]
     from tqdm import tqdm
+    bar = tqdm(total=len(items), disable=not progress, desc="prosody")
     with kaldiio.WriteHelper(f"ark,scp:{ark},{tmp_scp}") as writer:
-        for utt, entry, where, segment in tqdm(items, disable=not progress, desc="prosody"):
-            wav = load_audio(utt, entry, fe.sample_rate, segment=segment, min_samples=fe.min_samples, where=where)
-            pros = prosody_of_wav(wav, fe)
-            if frames is not None and int(frames[utt]) != pros.shape[0]:
-                raise DataError(f"{where}: utterance {utt!r}: {pros.shape[0]} prosody frames but "
-                                f"{d}/utt2num_frames says {frames[utt]} (was feats.scp made with another front-end?)")
-            if not np.isfinite(pros).all():
-                raise DataError(f"{where}: utterance {utt!r}: non-finite F0/energy")
-            writer(utt, pros)
+        if int(nj) <= 1:
+            results = map(_prosody_job, jobs)
+            pool = None
+        else:
+            import multiprocessing as mp
+            pool = ProcessPoolExecutor(int(nj), mp_context=mp.get_context("spawn"))
+            results = pool.map(_prosody_job, jobs)
+        try:
+            for res in results:
+                for utt, pros in res:
+                    writer(utt, pros)
+                bar.update(len(res))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    bar.close()
     table = read_kv(tmp_scp)
     tmp_scp.unlink()
     write_kv(scp_path, table)                      # last: marks the extraction complete

@@ -103,7 +103,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     log "stage 3: log-mel (${feats_conf}), F0 + energy and CMVN of: ${all_sets}"
     for s in ${all_sets}; do
         python -m parastyle.bin.extract_feats --data "data/${s}" --conf "${feats_conf}" --dump "${dumpdir}/${s}" --nj "${nj}"
-        python -m parastyle.bin.extract_prosody --data "data/${s}" --dump "${dumpdir}/${s}"
+        python -m parastyle.bin.extract_prosody --data "data/${s}" --dump "${dumpdir}/${s}" --nj "${nj}"
     done
     python -m parastyle.bin.compute_cmvn --data "data/${train_set}"
     for s in ${all_sets}; do
