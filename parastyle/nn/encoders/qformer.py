@@ -39,7 +39,7 @@ class QFormerEncoder(nn.Module):
 
     def __init__(self, input_dim: int, d_model: int = 64, patch: int = 4, num_queries: int = 12, nhead: int = 4,
                  dim_feedforward: int | None = None, num_layers: int = 12, output_dim: int = 768,
-                 dropout: float = 0.1):
+                 dropout: float = 0.0):
         super().__init__()
         if input_dim % patch:
             raise ValueError(f"qformer encoder: input_dim {input_dim} is not a multiple of the patch size {patch}")

@@ -42,7 +42,7 @@ class TransformerEncoder(nn.Module):
     """
 
     def __init__(self, input_dim: int, d_model: int = 64, nhead: int = 4, dim_feedforward: int | None = None,
-                 num_layers: int = 12, subsample: int = 4, output_dim: int = 768, dropout: float = 0.1,
+                 num_layers: int = 12, subsample: int = 4, output_dim: int = 768, dropout: float = 0.0,
                  max_len: int = 100000):
         super().__init__()
         self.front = nn.Conv1d(input_dim, d_model, subsample, stride=subsample)
