@@ -22,17 +22,18 @@ def main(argv=None) -> int:
     g.add_argument("--ctc_exp", help="ctc_asr exp whose hidden layer is the semantic feature")
     g.add_argument("--copy_only", action="store_true", help="copy the data dir (features follow from an SSL dump)")
     p.add_argument("--spk_emb", action="store_true")
+    p.add_argument("--ark_dir", help="where the archives go (default --out); feats.scp / spk_emb.scp name them by path")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     from parastyle.features import semantic
     try:
         if args.ctc_exp:
-            n = semantic.dump_ctc_hidden(args.ctc_exp, args.data, args.out, device=args.device)
+            n = semantic.dump_ctc_hidden(args.ctc_exp, args.data, args.out, device=args.device, ark_dir=args.ark_dir)
             print(f"{args.out}: semantic features of {n} utterances ({args.ctc_exp} hidden layer)", file=sys.stderr)
         else:
             semantic.copy_data_dir(args.data, args.out)
         if args.spk_emb:
-            n = semantic.dump_speaker_embeddings(args.out, device=args.device)
+            n = semantic.dump_speaker_embeddings(args.out, device=args.device, ark_dir=args.ark_dir)
             print(f"{args.out}/spk_emb.scp: {n} speaker embeddings", file=sys.stderr)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -45,11 +45,13 @@ def copy_data_dir(src, dst) -> Path:
     return dst
 
 
-def dump_ctc_hidden(exp_dir, data_dir, out_dir, device: str = "cpu", checkpoint: Optional[str] = None) -> int:
+def dump_ctc_hidden(exp_dir, data_dir, out_dir, device: str = "cpu", checkpoint: Optional[str] = None,
+                    ark_dir=None) -> int:
     """Dump the hidden layer of the ``ctc_asr`` exp for every utterance of ``data_dir`` into ``out_dir``.
 
     The features are read exactly as the exp was trained (its config: ``feats.scp`` or front-end,
-    CMVN). Returns the number of utterances.
+    CMVN). The archive goes to ``ark_dir`` (default ``out_dir``; a data dir that is renamed later needs
+    its archives elsewhere, since ``feats.scp`` names them by path). Returns the number of utterances.
     """
     import kaldiio
     import torch
@@ -66,7 +68,9 @@ def dump_ctc_hidden(exp_dir, data_dir, out_dir, device: str = "cpu", checkpoint:
     out = copy_data_dir(data_dir, out_dir)
     utts = set(read_kv(Path(data_dir) / "utt2spk"))
     loader = build_dataloader(config, data_dir, task=task, train=False)
-    ark = out / "semantic.ark"
+    ark_dir = Path(ark_dir or out)
+    ark_dir.mkdir(parents=True, exist_ok=True)
+    ark = ark_dir / "semantic.ark"
     frames = {}
     with torch.no_grad(), kaldiio.WriteHelper(f"ark,scp:{ark},{out}/.feats.scp.tmp") as w:
         for batch in loader:
@@ -88,9 +92,10 @@ def dump_ctc_hidden(exp_dir, data_dir, out_dir, device: str = "cpu", checkpoint:
     return len(frames)
 
 
-def dump_speaker_embeddings(data_dir, out_dir=None, device: str = "cpu") -> int:
+def dump_speaker_embeddings(data_dir, out_dir=None, device: str = "cpu", ark_dir=None) -> int:
     """resemblyzer d-vectors of every utterance's audio (``<data_dir>/wav.scp``) ->
-    ``<out>/spk_emb.ark`` + ``<out>/spk_emb.scp`` (``out`` default ``data_dir``; scp written last)."""
+    ``<ark_dir>/spk_emb.ark`` + ``<out>/spk_emb.scp`` (``out`` default ``data_dir``, ``ark_dir`` default
+    ``out``; the scp is written last)."""
     import kaldiio
 
     from parastyle.data.audio import load_audio
@@ -102,7 +107,9 @@ def dump_speaker_embeddings(data_dir, out_dir=None, device: str = "cpu") -> int:
     enc = SpeakerEncoder(device=device)
     n = 0
     tmp = out / ".spk_emb.scp.tmp"
-    with kaldiio.WriteHelper(f"ark,scp:{out}/spk_emb.ark,{tmp}") as w:
+    ark_dir = Path(ark_dir or out)
+    ark_dir.mkdir(parents=True, exist_ok=True)
+    with kaldiio.WriteHelper(f"ark,scp:{ark_dir}/spk_emb.ark,{tmp}") as w:
         for utt, entry, where, seg in work_items(data_dir):
             wav = load_audio(utt, entry, sample_rate=enc.sample_rate, segment=seg, where=where)
             try:

@@ -39,6 +39,8 @@ DEFAULTS: Dict[str, Any] = {
         "frontend": None,              # {"type": "logmel"|"fbank"|"raw", ...} for on-the-fly features
         "dataset": None,               # registered dataset (parastyle.train.build.DATASETS), null = style
         "tts": None,                   # options of data.dataset tts (parastyle.data.tts_dataset), free-form
+        "lm": None,                    # options of data.dataset speech_lm (parastyle.data.lm_dataset), free-form
+        "token_mel": None,             # options of data.dataset token_mel (parastyle.data.lm_dataset), free-form
         "cmvn": None,                  # null | "auto" (<train_data>/cmvn.ark) | path to a Kaldi stats file
         "factors": None,               # null = every factor with a vocabulary in lang_dir and labels in train
         "max_frames": 6000,            # frame budget of a global batch (incl. padding), null = no budget
@@ -57,6 +59,7 @@ DEFAULTS: Dict[str, Any] = {
             "power": 1.0,              # 1 = inverse tag frequency, 0 = uniform
             "reduce": "mean",          # mean | max of the tag weights of a multi-tag utterance
             "num_batches": None,       # global batches per epoch, null = N_utterances // data.batch_size
+            "weights": None,           # task: {task: weight} overriding the data-volume weights (parastyle.data.task_sampler)
             "untagged": "error",       # error | own_class: utterances without tags form one pseudo-tag
                                        # class <none> (their number is logged)
         },
@@ -97,7 +100,8 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 #: sections whose keys are free-form (model kwargs, frontend options): any key may be added.
-OPEN_SECTIONS = ("model", "data.frontend", "data.tts", "data.augment")
+OPEN_SECTIONS = ("model", "data.frontend", "data.tts", "data.augment", "data.lm", "data.token_mel",
+                 "data.sampler.weights")
 
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -240,7 +244,7 @@ def validate_config(conf: Mapping) -> None:
     _validate_sampler(conf["data"].get("sampler") or {})
 
 
-SAMPLERS = ("length_bucket", "class_balanced")
+SAMPLERS = ("length_bucket", "class_balanced", "task")
 
 
 def _validate_sampler(sc: Mapping) -> None:
