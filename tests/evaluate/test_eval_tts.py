@@ -221,6 +221,8 @@ def test_best_of_n_chosen_random_worst(world):
             tables["utt2gender"][c] = gen[src]
     for k, t in tables.items():
         write_kv(d / k, t)
+    # the ranker may be the style model that conditioned the TTS (it selects; only the judges must be independent)
+    (d / "synth_conf.yaml").write_text(yaml.safe_dump({"style": {"exp": str(style_exp), "kind": "parameta"}}))
     res = evaluate_best_of_n(d, ref, world["judge"], {"parameta": str(style_exp)}, asr_judge=world["asr"])
     m = res["metrics"]["parameta"]
     # reference ranking: text prompt by the ranker's text tower, speech prompt by cosine to the prompt recording
