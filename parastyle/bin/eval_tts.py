@@ -6,6 +6,8 @@
         --judge exp/judge_ce --ranker clap=exp/clap --ranker parameta=exp/parameta [--asr_judge exp/judge_asr]
     python -m parastyle.bin.eval_tts --copy_synthesis --ref_data data/test --vocoder griffin_lim \\
         --vocoder exp/vocoder [--max_utts 50] [--out vocoders.json]
+    python -m parastyle.bin.eval_tts --copy_synthesis --ref_data data/test --vocoder griffin_lim \
+        --write_dir exp/vocoder/synth_copy_test        # a synthesis dir of vocoded ground truth, for eval_tts
 
 Writes ``<synth_dir>/results.json`` (+ ``manipulated.png``, ``asr_hyps.txt``), or
 ``results_best_of_n.json``; with ``--results_md`` the recipe's TTS tables are regenerated.
@@ -36,6 +38,8 @@ def main(argv=None) -> int:
     p.add_argument("--vocoder", action="append", default=[])
     p.add_argument("--max_utts", type=int, default=None)
     p.add_argument("--out", default=None, help="--copy_synthesis: json output")
+    p.add_argument("--write_dir", default=None, help="--copy_synthesis with one --vocoder: write the vocoded "
+                                                     "ground truth as a synthesis dir here (then run eval_tts on it)")
     p.add_argument("--no_plot", action="store_true")
     p.add_argument("--no_speaker_similarity", action="store_true")
     p.add_argument("--device", default="cpu")
@@ -47,6 +51,12 @@ def main(argv=None) -> int:
         if args.copy_synthesis:
             if not args.vocoder:
                 raise DataError("--copy_synthesis needs at least one --vocoder (griffin_lim or a vocoder exp dir)")
+            if args.write_dir:
+                if len(args.vocoder) != 1:
+                    raise DataError("--write_dir takes exactly one --vocoder")
+                out = tts.vocode_data_dir(args.ref_data, args.vocoder[0], args.write_dir, args.max_utts, args.device)
+                print(out)
+                return 0
             res = tts.vocoder_copy_synthesis(args.ref_data, args.vocoder, args.max_utts, args.device)
             if args.out:
                 with atomic_write(args.out) as f:

@@ -402,6 +402,54 @@ def vocoder_copy_synthesis(ref_data, vocoders: Sequence[str], max_utts: Optional
     return out
 
 
+def vocode_data_dir(ref_data, vocoder: str, out_dir, max_utts: Optional[int] = None, device: str = "cpu") -> Path:
+    """Analysis-synthesis of a ground-truth data dir into a synthesis dir (the vocoder's ceiling row).
+
+    Each recording's log-mel (the data front-end) goes through ``vocoder``; the dir follows the
+    synthesis-dir contract (``utt2prompt`` = ``speech <utt>``, targets = the ground-truth labels,
+    ``utt2ref`` = the utterance, ``synth_conf.yaml`` with ``copy_synthesis: true``), written under a
+    temporary name and renamed at the end.
+    """
+    import shutil
+    import soundfile as sf
+    from parastyle.data.audio import load_audio
+    from parastyle.features.frontend import build_frontend
+    from parastyle.fileio import write_kv
+    from parastyle.models.vocoder import load_vocoder
+    ref = RefData(ref_data)
+    out = Path(out_dir)
+    tmp = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "wavs").mkdir(parents=True)
+    fe = build_frontend({"type": "logmel"})
+    voc = load_vocoder(vocoder, device=device)
+    utts = sorted(ref.wav_scp)[: max_utts or None]
+    tables: Dict[str, Dict[str, str]] = {k: {} for k in ("wav.scp", "utt2spk", "text", "utt2prompt", "utt2ref")}
+    for u in utts:
+        mel = fe(load_audio(u, ref.wav_scp[u], fe.sample_rate))
+        with torch.no_grad():
+            wav = voc(mel[None], torch.tensor([mel.shape[0]]))[0]
+        sf.write(str(tmp / "wavs" / f"{u}.wav"), wav.numpy(), voc.sample_rate, subtype="PCM_16")
+        tables["wav.scp"][u] = str((out / "wavs" / f"{u}.wav").resolve())
+        tables["utt2spk"][u] = ref.utt2spk[u]
+        if u in ref.text:
+            tables["text"][u] = ref.text[u]
+        tables["utt2prompt"][u] = f"speech {u}"
+        tables["utt2ref"][u] = u
+    for f, lab in ref.labels.items():
+        tables[f"utt2{f}"] = {u: lab[u] for u in utts if u in lab}
+    for name, table in tables.items():
+        if table:
+            write_kv(tmp / name, table)
+    with atomic_write(tmp / "synth_conf.yaml") as fh:
+        yaml.safe_dump({"tts_exp": None, "vocoder": str(vocoder), "copy_synthesis": True, "analysis_synthesis": True,
+                        "ref_data": str(ref.path.resolve()), "num_utts": len(utts)}, fh, sort_keys=False)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return out
+
+
 # ---------------------------------------------------------------------------- best-of-N
 def _group_prompt(synth: SynthDir, cands: Sequence[str]) -> str:
     prompts = {synth.prompt[c] for c in cands}
@@ -550,4 +598,4 @@ def update_tts_results_md(results_md, exp_root) -> None:
 
 
 __all__ = ["SynthDir", "RefData", "StyleJudge", "check_independence", "evaluate_tts", "evaluate_best_of_n",
-           "vocoder_copy_synthesis", "render_tts_tables", "update_tts_results_md", "PAPER_MANIPULATION"]
+           "vocoder_copy_synthesis", "vocode_data_dir", "render_tts_tables", "update_tts_results_md", "PAPER_MANIPULATION"]

@@ -245,3 +245,32 @@ def test_best_of_n_chosen_random_worst(world):
     tot = len(tables["text"]["g1-c0"]) + len(tables["text"]["g2-c0"])
     assert m["cer"]["chosen"] == pytest.approx((err[r1[0]] + err[r2[0]]) / tot)
     assert m["cer"]["random"] == pytest.approx((np.mean([err[c] for c in r1]) + np.mean([err[c] for c in r2])) / tot)
+
+
+def test_vocoded_ground_truth_dir_and_copy_synthesis_mcd(world, tmp_path):
+    from parastyle.bin.eval_tts import main
+    from parastyle.evaluate.tts import SynthDir, _mcd, RefData
+    from parastyle.features.frontend import build_frontend
+    from parastyle.metrics.tts import mcd
+    from parastyle.data.audio import load_audio
+    out = world["root"] / "exp_voc" / "synth_copy"
+    assert main(["--copy_synthesis", "--ref_data", str(world["ref"]), "--vocoder", "griffin_lim",
+                 "--max_utts", "3", "--write_dir", str(out)]) == 0
+    s = SynthDir(out)
+    utts = world["utts"][:3]
+    assert s.utts == utts and all(s.prompt[u] == f"speech {u}" for u in utts) and s.conf["copy_synthesis"]
+    assert s.targets["emotion"] == {u: read_kv(world["ref"] / "utt2emotion")[u] for u in utts}
+    fe = build_frontend(FE)
+    ref_wav = read_kv(world["ref"] / "wav.scp")
+    vals = []
+    for u in utts:
+        a = fe(load_audio(u, ref_wav[u], 22050))
+        x, sr = sf.read(s.wav_scp[u])
+        assert sr == 22050 and x.size == a.shape[0] * 256          # frames x hop samples
+        vals.append(mcd(a, fe(torch.from_numpy(x).float())))
+    assert _mcd(s, RefData(world["ref"]))["mcd_db"] == pytest.approx(float(np.mean(vals)), rel=1e-6)
+    js = tmp_path / "v.json"
+    assert main(["--copy_synthesis", "--ref_data", str(world["ref"]), "--vocoder", "griffin_lim", "--max_utts", "3",
+                 "--out", str(js)]) == 0
+    gl = json.loads(js.read_text())["griffin_lim"]
+    assert gl["n"] == 3 and gl["mcd_db"] == pytest.approx(float(np.mean(vals)), abs=0.1)   # 16-bit rounding apart
