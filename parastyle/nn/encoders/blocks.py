@@ -75,6 +75,7 @@ class _MaskedBatchNormFn(torch.autograd.Function):
     forward and one fused backward (the statistics' gradients included)."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)   # statistics in float32 under AMP
     def forward(ctx, x, m, weight, bias, count, eps):
         dims = [0] + list(range(2, x.dim()))
         xm = x * m
@@ -90,6 +91,7 @@ class _MaskedBatchNormFn(torch.autograd.Function):
         return y, mean, var
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, gy, _gmean, _gvar):
         xhat, m, weight, invstd = ctx.saved_tensors
         dims = [0] + list(range(2, xhat.dim()))
