@@ -52,7 +52,8 @@ tokdec_upsample_sset=4         # mel frames per SSET token (SSET stride x semant
 tokdec_upsample_kmeans=2       # mel frames per k-means token (one per semantic frame)
 lm_config=conf/lm.yaml
 lm_exps="multi asr tts lid gid asr_tokens tts_kmeans"
-lm_args=""                     # extra overrides of every LM
+lm_args=""                     # extra overrides of every LM (the per-exp overrides of lm_overrides come after)
+lm_single_steps=${lm_single_steps:-}   # train.max_steps of the single-task LMs (default: as the multitask LM)
 vocoder=griffin_lim            # or a trained hifigan exp dir
 tts_max_utts=40
 eval_args=""
@@ -185,7 +186,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         python -m parastyle.bin.train --config "${lm_config}" --train_data "${sem}/${train_set}" \
             --valid_data "${sem}/${valid_set}" --lang_dir "${lang_dir}" --exp "exp/poly_${name}" \
             --model.text_units "${lang_dir}/text_units.model" --model.num_speech_tokens "${sset_vocab}" \
-            ${ov} ${lm_args}
+            ${lm_args} ${ov}
     done
 fi
 
