@@ -1,0 +1,1 @@
+../../TEMPLATE/poly1/poly.sh
