@@ -90,20 +90,29 @@ def _record_frontend(d, conf):
     (d / "frame_shift").write_text(f"{fe.frame_shift_s}\n")
 
 
-@pytest.fixture
-def scored_exp(corpus, tmp_path):
-    train, dev, lang = corpus
+@pytest.fixture(scope="module")
+def scored_exp(tmp_path_factory):
+    """One tiny exp trained on fbank-described features, shared by the refusal tests below."""
+    root = tmp_path_factory.mktemp("score_refusals")
+    train = make_datadir(root / "data", "train", n=24, unlabelled_emotion=(5, 11))
+    dev = make_datadir(root / "data", "dev", n=9, seed=1)
     _record_frontend(train, FBANK6)
     _record_frontend(dev, FBANK6)
-    exp = tmp_path / "exp" / "ce"
-    Trainer(tiny_config(), train, dev, lang, exp).run()
-    return exp, tmp_path
+    exp = root / "exp" / "ce"
+    Trainer(tiny_config(), train, dev, root / "data" / "lang", exp).run()
+    return exp, root
 
 
-def test_score_refuses_features_of_another_frontend_with_the_same_dim(scored_exp, capsys):
+def _test_dir(root, request, **kw):
+    """A test dir of its own for each test (the exp is shared)."""
+    name = "t_" + request.node.name.replace("test_score_", "")[:40]
+    return make_datadir(root / "data", name, lang=False, **kw)
+
+
+def test_score_refuses_features_of_another_frontend_with_the_same_dim(scored_exp, capsys, request):
     """6-dim log-mel test features for an exp trained on 6-dim fbank: same shape, other numbers."""
     exp, root = scored_exp
-    test = make_datadir(root / "data", "test", n=10, seed=2, lang=False)
+    test = _test_dir(root, request, n=10, seed=2)
     _record_frontend(test, FBANK6)
     assert score_main(["--exp", str(exp), "--data", str(test)]) == 0          # the training front-end: scored
     _record_frontend(test, LOGMEL6)
@@ -127,14 +136,14 @@ def test_score_refuses_features_of_another_frontend_with_the_same_dim(scored_exp
         score(exp, test)
 
 
-def test_score_refuses_when_the_training_front_end_changed_after_training(scored_exp):
+def test_score_refuses_when_the_training_front_end_changed_after_training(scored_exp, request):
     """The training dir re-extracted with another front-end: its feats_conf.yaml no longer describes
     the exp's features (identity.yaml), so a test dir matching it is not accepted either."""
     from parastyle.evaluate.scoring import score
     exp, root = scored_exp
     if not (exp / "identity.yaml").is_file():
         pytest.skip("the trainer writes no identity.yaml")
-    test = make_datadir(root / "data", "test", n=10, seed=2, lang=False)
+    test = _test_dir(root, request, n=10, seed=2)
     _record_frontend(test, LOGMEL6)
     _record_frontend(root / "data" / "train", LOGMEL6)
     with pytest.raises(DataError, match=r"train/feats_conf.yaml: changed since .* was trained"):
@@ -144,20 +153,20 @@ def test_score_refuses_when_the_training_front_end_changed_after_training(scored
     assert score(exp, test)["metrics"]
 
 
-def test_score_refuses_another_feature_dim(scored_exp):
+def test_score_refuses_another_feature_dim(scored_exp, request):
     from parastyle.evaluate.scoring import score
     exp, root = scored_exp
-    test = make_datadir(root / "data", "test8", n=6, dim=8, seed=3, lang=False)
+    test = _test_dir(root, request, n=6, dim=8, seed=3)
     _record_frontend(test, FBANK6)       # a wrong record: the matrices themselves are 8-dim
     with pytest.raises(DataError, match="dimension 8.*dimension 6"):
         score(exp, test)
 
 
-def test_score_stops_at_a_non_finite_feature_naming_the_utterance(scored_exp):
+def test_score_stops_at_a_non_finite_feature_naming_the_utterance(scored_exp, request):
     """Before: the NaN utterance was predicted as class 0 and counted in the UAR."""
     from parastyle.evaluate.scoring import score
     exp, root = scored_exp
-    test = make_datadir(root / "data", "test", n=10, seed=2, lang=False)
+    test = _test_dir(root, request, n=10, seed=2)
     _record_frontend(test, FBANK6)
     feats = {u: np.array(kaldiio.load_mat(v)) for u, v in read_kv(test / "feats.scp").items()}
     bad = sorted(feats)[4]
@@ -169,16 +178,16 @@ def test_score_stops_at_a_non_finite_feature_naming_the_utterance(scored_exp):
     kaldiio.save_ark(str(test / "feats3.ark"), feats, scp=str(test / "feats.scp"))
     with pytest.raises(DataError, match=f"'{bad}' is not finite"):
         score(exp, test)
-    assert not (exp / "decode_test" / "results.json").exists()
+    assert not (exp / f"decode_{test.name}" / "results.json").exists()
 
 
-def test_score_refuses_a_checkpoint_with_non_finite_weights(scored_exp):
+def test_score_refuses_a_checkpoint_with_non_finite_weights(scored_exp, request):
     import torch
 
     from parastyle.evaluate.scoring import score
     from parastyle.train.checkpoint import load_checkpoint, save_checkpoint
     exp, root = scored_exp
-    test = make_datadir(root / "data", "test", n=10, seed=2, lang=False)
+    test = _test_dir(root, request, n=10, seed=2)
     _record_frontend(test, FBANK6)
     state = load_checkpoint(exp / "model.pt")
     name = next(k for k, v in state["model"].items() if v.dtype.is_floating_point and v.numel() > 1)
@@ -188,21 +197,21 @@ def test_score_refuses_a_checkpoint_with_non_finite_weights(scored_exp):
         score(exp, test, checkpoint="nan.pt")
 
 
-def test_score_refuses_an_empty_factor_file(scored_exp):
+def test_score_refuses_an_empty_factor_file(scored_exp, request):
     """Before: an empty utt2emotion meant 'no emotion label known' and the factor silently vanished."""
     from parastyle.evaluate.scoring import score
     exp, root = scored_exp
-    test = make_datadir(root / "data", "test", n=10, seed=2, lang=False)
+    test = _test_dir(root, request, n=10, seed=2)
     _record_frontend(test, FBANK6)
     (test / "utt2emotion").write_text("")
     with pytest.raises(DataError, match=r"utt2emotion: the file is empty"):
         score(exp, test)
 
 
-def test_score_warns_with_counts_about_a_factor_without_test_label(scored_exp, caplog):
+def test_score_warns_with_counts_about_a_factor_without_test_label(scored_exp, caplog, request):
     from parastyle.evaluate.scoring import score
     exp, root = scored_exp
-    test = make_datadir(root / "data", "test", n=10, seed=2, lang=False)
+    test = _test_dir(root, request, n=10, seed=2)
     _record_frontend(test, FBANK6)
     (test / "utt2emotion").unlink()                            # every emotion label unknown
     with caplog.at_level("WARNING"):
