@@ -28,6 +28,8 @@ VERBS = {
     "make-style-vectors": "make_style_vectors",
     "synthesize": "synthesize",
     "eval-tts": "eval_tts",
+    "eval-poly": "eval_poly",
+    "dump-semantic": "dump_semantic",
 }
 
 setup(
