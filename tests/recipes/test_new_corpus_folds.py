@@ -149,7 +149,7 @@ def test_copied_recipe_runs_published_folds_and_refuses_another_folds_exp(tmp_pa
 
     proc = subprocess.run(["bash", "run.sh", "--data_args", f"--corpus {corpus}", "--folds", "listed", "--nj", "1",
                            "--methods", "egemaps_svm ce parameta", "--score_sets", "test", "--stop_stage", "5"],
-                          cwd=recipe, env=_env(), capture_output=True, text=True, timeout=900)
+                          cwd=recipe, env=_env(), capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (recipe / "run.sh").read_text() == run_sh_before
     check_run(recipe, tmp_path)
