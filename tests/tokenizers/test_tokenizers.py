@@ -115,3 +115,12 @@ def test_make_tokens_sset_exp(tmp_path):
         assert [int(t) for t in got[u].split()] == model.tokens(codes[0, : int(clen[0])]).tolist()
         assert int(read_kv(d / "sset" / "utt2num_tokens")[u]) == 2 * ((m.shape[0] + 1) // 2)
     assert read_token_info(d, "sset")["vocab_size"] == 16
+
+
+def test_make_tokens_text_modes(tmp_path):
+    (tmp_path / "text").write_text("u1 ab c\nu2 我们 b\n", encoding="utf-8")
+    assert make_tokens.main(["--text", str(tmp_path / "text"), "--lang_dir", str(tmp_path / "lang")]) == 0
+    assert (tmp_path / "lang" / "tokens.txt").read_text(encoding="utf-8").split() == \
+        ["<blank>", "<space>", "a", "b", "c", "们", "我"]
+    with pytest.raises(SystemExit):
+        make_tokens.main(["--lang_dir", str(tmp_path / "lang")])
