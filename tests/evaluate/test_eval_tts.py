@@ -223,8 +223,12 @@ def test_best_of_n_chosen_random_worst(world):
         write_kv(d / k, t)
     # the ranker may be the style model that conditioned the TTS (it selects; only the judges must be independent)
     (d / "synth_conf.yaml").write_text(yaml.safe_dump({"style": {"exp": str(style_exp), "kind": "parameta"}}))
-    res = evaluate_best_of_n(d, ref, world["judge"], {"parameta": str(style_exp)}, asr_judge=world["asr"])
+    md = root / "RESULTS_bon.md"
+    res = evaluate_best_of_n(d, ref, world["judge"], {"parameta": str(style_exp)}, asr_judge=world["asr"],
+                             results_md=md)
     m = res["metrics"]["parameta"]
+    row = [line for line in md.read_text().splitlines() if line.startswith("| synth_bon | parameta | 2 |")]
+    assert len(row) == 1 and f"{100 * m['gender']['chosen']:.1f} / {100 * m['gender']['random']:.1f}" in row[0]
     # reference ranking: text prompt by the ranker's text tower, speech prompt by cosine to the prompt recording
     ranker = BestOfN(style_exp)
     items1 = [(c, tables["wav.scp"][c]) for c in sorted(tables["wav.scp"]) if c.startswith("g1")]
