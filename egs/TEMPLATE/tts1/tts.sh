@@ -34,12 +34,15 @@ dumpdir=dump
 train_ngpu=""                # GPUs for training (>1: torchrun DDP); empty = ${ngpu} of cmd.sh
 judge_ce_config=conf/train_judge_ce.yaml
 judge_asr_config=conf/train_judge_asr.yaml
+judge_args=""                # extra overrides of both judges' training, e.g. "--train.max_steps 300"
 style_config=conf/train_parameta.yaml
 clap_config=conf/train_clap.yaml
+style_args=""                # extra overrides of the ParaMETA and CLAP training
 style_mode=subspaces         # ParaMETA style vector: subspaces (speech, text and manipulated prompts) | meta
 tts_config=conf/train_tts.yaml
 tts_args=""                  # extra overrides of the acoustic model's training, e.g. "--train.max_steps 500"
 vocoder_config=conf/train_vocoder.yaml
+vocoder_args=""              # extra overrides of the vocoder training
 vocoder=neural               # neural (train ${vocoder_config}) | griffin_lim
 manipulate_factors="emotion gender age language"
 max_synth_utts=""            # synthesise only the first N test utterances per prompt type (empty = all)
@@ -113,14 +116,18 @@ fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     log "stage 4: judges on ground truth: ${judge_ce_config} -> exp/judge_ce, ${judge_asr_config} -> exp/judge_asr"
-    train "${judge_ce_config}" exp/judge_ce
-    train "${judge_asr_config}" exp/judge_asr --model.token_list "${lang_dir}/tokens.txt"
+    # shellcheck disable=SC2086
+    train "${judge_ce_config}" exp/judge_ce ${judge_args}
+    # shellcheck disable=SC2086
+    train "${judge_asr_config}" exp/judge_asr --model.token_list "${lang_dir}/tokens.txt" ${judge_args}
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     log "stage 5: style models ${style_config} -> exp/parameta, ${clap_config} -> exp/clap; style vectors (${style_mode})"
-    train "${style_config}" exp/parameta
-    train "${clap_config}" exp/clap
+    # shellcheck disable=SC2086
+    train "${style_config}" exp/parameta ${style_args}
+    # shellcheck disable=SC2086
+    train "${clap_config}" exp/clap ${style_args}
     args=""
     for s in ${all_sets}; do args="${args} --data data/${s} --dump ${dumpdir}/${s}"; done
     # shellcheck disable=SC2086
@@ -139,7 +146,8 @@ fi
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     if [ "${vocoder}" = neural ]; then
         log "stage 7: vocoder ${vocoder_config} -> exp/vocoder"
-        train "${vocoder_config}" exp/vocoder
+        # shellcheck disable=SC2086
+        train "${vocoder_config}" exp/vocoder ${vocoder_args}
     else
         log "stage 7: vocoder=${vocoder}: nothing to train"
     fi
