@@ -17,6 +17,18 @@ authors' code below) is built for 80-bin log-mel input (22,050 Hz, hop 256: 400 
   [frames/2, frames]); median over ``--steps`` steps after two warm-up steps; utt/s = batch / step;
 * inference RTF: ``model.embed`` of one ``frames``-frame utterance, median wall time / audio duration.
 
+``--versus_previous`` (for a loaded machine, where wall times of 2 threads mean little): each backbone
+is timed against the network parastyle registered under its name before (``transformer_wide``,
+``bilstm``, ``qformer_small``, ``cnn1d``; their step times were measured in the same interleaved run as
+the authors' figures) in one process, steps interleaved, by the process CPU time per step; the
+authors'-machine estimate of a step is that earlier figure x the measured ratio.
+
+``--exp EXP --train_data DIR``: the pure model step rate at a recipe's batches, to set beside the
+trainer's ``utts/s`` in ``EXP/train.log``: the exp's model (its saved config) takes ``--steps``
+forward + backward + optimizer steps on training batches of that config, loaded beforehand (data
+loading not timed; captions already in the frozen text encoder's cache, as from the second epoch on);
+prints utt/s by wall time and the process CPU seconds per step.
+
 The same code path runs whatever the mask holds (no all-valid shortcut). Figures are printed,
 never asserted. ``--threads`` defaults to 2 (the machine of the reference figures has 2 cores).
 Each backbone runs in its own process (allocator and thread-pool state never carry over).
@@ -37,6 +49,9 @@ import torch
 # 32 x 80 x 400 frames, forward + backward + Adam of the full ParaMETA model) on a 2-core x86-64 machine.
 AUTHORS = {"transformer": {"step_s": 0.205, "rtf": 0.0015}, "lstm": {"step_s": 0.232, "rtf": 0.0051},
            "qformer": {"step_s": 0.856, "rtf": 0.0029}, "cnn": {"step_s": 3.42, "rtf": 0.0046}}
+# parastyle's earlier networks under these names, measured in the same run as AUTHORS (step seconds)
+PREVIOUS = {"transformer": ("transformer_wide", 1.412), "lstm": ("bilstm", 10.57), "qformer": ("qformer_small", 0.082),
+            "cnn": ("cnn1d", 0.294)}
 PAPER_M = {"transformer": 1.86, "lstm": 3.77, "cnn": 1.94, "qformer": 2.38}
 FACTORS = {"emotion": [f"e{i}" for i in range(7)], "age": [f"a{i}" for i in range(5)],
            "gender": ["female", "male"], "language": ["chinese", "english"]}
@@ -102,6 +117,78 @@ def inference_rtf(model, device, frames: int, repeats: int):
     return statistics.median(times) / (frames * HOP_S)
 
 
+def versus_previous(name: str, args) -> str:
+    """CPU seconds per training step of ``name`` and of its predecessor, interleaved in this process."""
+    device = torch.device("cpu")
+    prev, prev_ref = PREVIOUS[name]
+    models = {}
+    for n in (name, prev):
+        torch.manual_seed(0)
+        m = build(n, device).train()
+        models[n] = (m, torch.optim.Adam(m.parameters(), lr=1e-4))
+    batches = [batch_of(args.batch_size, args.frames, device, seed=s, ragged=args.ragged) for s in range(2)]
+    times = {name: [], prev: []}
+    for it in range(args.steps + 1):
+        for n, (m, opt) in models.items():
+            t0 = time.process_time()
+            out = m(batches[it % 2])
+            opt.zero_grad(set_to_none=True)
+            sum(out["losses"].values()).backward()
+            opt.step()
+            if it:                                              # the first round warms up
+                times[n].append(time.process_time() - t0)
+    new, old = statistics.median(times[name]), statistics.median(times[prev])
+    est = prev_ref * new / old
+    ref = AUTHORS[name]["step_s"]
+    return (f"| {name} | {prev} | {new:.3f} | {old:.3f} | {new / old:.3f} | {prev_ref} s | {est:.3f} s | "
+            f"{ref} s | {ref / est:.2f}x |")
+
+
+VERSUS_HEADER = ("| backbone | earlier network | CPU s/step | earlier CPU s/step | ratio | earlier step (reference run) "
+                 "| estimated step | authors' step | estimated speed vs authors |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def exp_step_rate(args) -> None:
+    from pathlib import Path
+
+    from parastyle.models import build_model
+    from parastyle.train.build import build_dataloader, build_task_info
+    from parastyle.train.config import read_saved_config
+    from parastyle.train.optim import build_optimizer
+
+    exp = Path(args.exp)
+    config = read_saved_config(exp / "config.yaml")
+    task = build_task_info(config, args.train_data, args.lang_dir)
+    torch.manual_seed(0)
+    model = build_model(config["model"], task).train()
+    opt = build_optimizer([p for p in model.parameters() if p.requires_grad], config["optim"])
+    loader = build_dataloader(config, args.train_data, task=task, train=True, num_workers=0)
+    batches = []
+    for b in loader:
+        batches.append(b)
+        if len(batches) == args.steps + 2:
+            break
+    if getattr(model, "text_encoder", None) is not None:     # the frozen encoder's cache, warm as after epoch 1
+        with torch.no_grad():
+            for b in batches:
+                if "captions" in b:
+                    model.text_encoder(list(b["captions"]))
+    walls, cpus, n = [], [], 0
+    for i, b in enumerate(batches):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = model(b)
+        opt.zero_grad(set_to_none=True)
+        sum(out["losses"].values()).backward()
+        opt.step()
+        if i >= 2:                                              # two warm-up steps (text-embedding cache)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+            n += len(b["utt_ids"])
+    print(f"{exp}: {len(walls)} steps, {n / len(walls):.1f} utterances per batch; pure model step: "
+          f"{n / sum(walls):.1f} utt/s (wall), {statistics.mean(cpus):.3f} CPU s per step, "
+          f"{torch.get_num_threads()} thread(s)")
+
+
 def row(name: str, args) -> str:
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -138,9 +225,21 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=10, help="timed inference calls")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder (optional)")
     p.add_argument("--ragged", action="store_true", help="random lengths in [frames/2, frames] (padding in the batch)")
+    p.add_argument("--versus_previous", action="store_true",
+                   help="time each backbone against parastyle's earlier network of that name (CPU time, interleaved)")
+    p.add_argument("--exp", default=None, help="time the model of this exp dir on its training batches")
+    p.add_argument("--train_data", default=None, help="with --exp: the training data dir")
+    p.add_argument("--lang_dir", default=None, help="with --exp: data/lang (default: beside --train_data)")
     p.add_argument("--row_only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.exp:
+        if not args.train_data:
+            p.error("--exp needs --train_data")
+        if args.lang_dir is None:
+            args.lang_dir = os.path.join(os.path.dirname(os.path.abspath(args.train_data)), "lang")
+        exp_step_rate(args)
+        return 0
     names = [n for n in args.backbones.split(",") if n]
     if not args.row_only:
         dev = torch.device(args.device)
@@ -156,7 +255,9 @@ def main(argv=None) -> int:
               f"{' (ragged lengths)' if args.ragged else ''}, forward + backward + Adam, median of {args.steps} steps; "
               f"inference: 1 x {args.frames} frames ({args.frames * HOP_S:.2f} s)"
               f"{'; encoder torch.compile-d' if args.compile else ''}\n")
-        print(HEADER, flush=True)
+        if args.versus_previous:
+            print(f"CPU time per step, {args.steps} interleaved steps each (after one warm-up round)\n")
+        print(VERSUS_HEADER if args.versus_previous else HEADER, flush=True)
         script = os.path.abspath(__file__)
         base = list(sys.argv[1:] if argv is None else argv)
         for name in names:
@@ -165,7 +266,7 @@ def main(argv=None) -> int:
             print(out.strip(), flush=True)
         return 0
     for name in names:
-        print(row(name, args), flush=True)
+        print(versus_previous(name, args) if args.versus_previous else row(name, args), flush=True)
     return 0
 
 
