@@ -269,6 +269,9 @@ def evaluate_tts(synth_dir, ref_data, judge, asr_judge=None, speaker_similarity:
     for u in synth.utts:
         by_type.setdefault(synth.prompt_type(u), []).append(u)
     acc: Dict[str, Any] = {"ground_truth": ceiling}
+    refs_of_synth = sorted({synth.ref[u] for u in synth.utts if u in synth.ref and synth.ref[u] in ref.wav_scp})
+    if refs_of_synth and len(refs_of_synth) < len(ref_utts):
+        acc["ground_truth_refs"] = style_accuracy(gt_pred, ref.labels, refs_of_synth)   # the same recordings' GT
     for kind, utts in sorted(by_type.items()):
         a = style_accuracy(pred, synth.targets, utts)
         for f, v in a.items():
@@ -302,7 +305,8 @@ def evaluate_tts(synth_dir, ref_data, judge, asr_judge=None, speaker_similarity:
     # --- F0 per target emotion / age class
     if f0:
         gen_f0 = _f0s({u: synth.wav_scp[u] for u in synth.utts}, synth.sample_rate)
-        gt_f0 = _f0s(ref.wav_scp)
+        # ground truth over the recordings the synthesis reproduces (utt2ref), else the whole test set
+        gt_f0 = _f0s({r: ref.wav_scp[r] for r in refs_of_synth} if refs_of_synth else ref.wav_scp)
         out = {}
         for f in ("emotion", "age"):
             if f in synth.targets and f in ref.labels:
@@ -565,7 +569,7 @@ def render_tts_tables(exp_root) -> str:
         mcd = m.get("mcd_copy_synthesis")
         mcd_cell = f"{mcd['mcd_db']:.2f}" if mcd else "-"
         voc = Path(str(r.get("vocoder") or "-")).name
-        for kind in sorted(k for k in acc if k != "ground_truth"):
+        for kind in sorted(k for k in acc if not k.startswith("ground_truth")):
             cells = [f"{_f(acc[kind].get(f, {}).get('accuracy'))} ({_f(gt.get(f, {}).get('accuracy'))})"
                      for f in factors]
             out.append(f"| {r['method']} | {kind} | {voc} | {r['num_utts']} | " + " | ".join(cells)
