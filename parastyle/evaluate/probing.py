@@ -118,8 +118,8 @@ def ctc_probe(train, test, tokenizer, rep: str, epochs: int, seed: int = 0) -> O
 
 
 def attention_probe(x_tr: Sequence[torch.Tensor], y_tr: np.ndarray, x_te: Sequence[torch.Tensor],
-                    y_te: np.ndarray, num_classes: int, seed: int = 0, lr: float = 1e-3, batch_size: int = 32,
-                    max_epochs: int = 300, patience: int = 10, tol: float = 1e-3,
+                    y_te: np.ndarray, num_classes: int, seed: int = 0, lr: float = 3e-3, batch_size: int = 32,
+                    max_epochs: int = 300, patience: int = 10, tol: float = 5e-3,
                     min_loss: float = 1e-3, weight_decay: float = 1e-2) -> Dict[str, float]:
     """Attention pooling + linear probe on frame sequences, trained to convergence.
 
@@ -142,8 +142,11 @@ def attention_probe(x_tr: Sequence[torch.Tensor], y_tr: np.ndarray, x_te: Sequen
     params = list(pool.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
+    x_tr = [(x - mean) / std for x in x_tr]               # standardised once
+    x_te = [(x - mean) / std for x in x_te]
+
     def batches(xs, idx):
-        seqs = [(xs[i] - mean) / std for i in idx]
+        seqs = [xs[i] for i in idx]
         lens = torch.tensor([len(x) for x in seqs])
         x = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
         return x, torch.arange(x.shape[1])[None] < lens[:, None]
