@@ -131,12 +131,15 @@ def test_recipe_configs_carry_the_paper_settings():
             assert cpu["train"]["device"] == "auto" and cpu["train"]["max_steps"] <= 5000, (recipe, name)
             assert cpu["data"]["factors"] == load_config(str(configs[1]))["data"]["factors"], (recipe, name)
         cpu = load_config(str(conf_dir / "train_parameta.yaml"))["model"]
-        assert (cpu["meta_dim"], cpu["subspace_dim"], cpu["tau"], cpu["lam"]) == (768, 192, 0.1, 0.1), recipe
+        assert (cpu["meta_dim"], cpu["subspace_dim"], cpu["tau_supcon"], cpu["tau_meta"], cpu["lam"]) == \
+            (768, 192, 0.07, 0.1, 0.1), recipe
         for path in configs:
             conf = load_config(str(path))
             model = conf["model"]
-            assert (model["name"], model["meta_dim"], model["subspace_dim"], model["tau"], model["lam"]) == \
-                ("parameta", 768, 192, 0.1, 0.1), path
+            temps = (model.get("tau_supcon", model.get("tau")), model.get("tau_meta", model.get("tau")))
+            assert (model["name"], model["meta_dim"], model["subspace_dim"], model["lam"]) == \
+                ("parameta", 768, 192, 0.1), path
+            assert temps in ((0.07, 0.1), (0.1, 0.1)), path
             assert conf["data"]["batch_size"] == 32 and conf["data"]["max_frames"] is None, path
             assert conf["train"]["max_steps"] == 40000 and conf["train"]["device"] == "cuda", path
             assert model["encoder"]["name"] == path.stem.split("_")[-1], path
