@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,14 @@ import soundfile as sf
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent))
-from conftest import make_data_dir  # noqa: E402
+import importlib.util  # noqa: E402
+
+# tests/conftest.py's corpus builder, loaded under its own name: with the whole suite collected, the module
+# name ``conftest`` belongs to whichever directory-local conftest was imported last.
+_spec = importlib.util.spec_from_file_location("_tests_root_conftest", Path(__file__).parent.parent / "conftest.py")
+_root_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_root_conftest)
+make_data_dir = _root_conftest.make_data_dir
 
 from parastyle.fileio import DataError, read_kv, write_kv  # noqa: E402
 
