@@ -38,11 +38,14 @@ from parastyle.fileio import DataError, PathLike, atomic_write, c_sort_key, read
 
 #: ``utt2*`` files that are not style factors.
 RESERVED_UTT2 = frozenset({"utt2spk", "utt2dur", "utt2num_frames", "utt2caption", "utt2tags",
-                           "utt2uniq", "utt2num_samples"})
+                           "utt2uniq", "utt2num_samples",
+                           # synthesis dirs (prompt, reproduced reference, best-of-N group) and unit tables
+                           "utt2prompt", "utt2ref", "utt2group", "utt2phones", "utt2tokens", "utt2num_tokens"})
 #: Utterance-keyed files whose key set must equal the utterance set when present.
 UTT_FULL_FILES = ("text", "segments", "feats.scp", "utt2dur", "utt2num_frames", "utt2uniq", "vad.scp")
 #: Utterance-keyed files that may omit utterances (besides the factor files).
-UTT_PARTIAL_FILES = ("utt2caption", "utt2tags", "utt2num_samples")
+UTT_PARTIAL_FILES = ("utt2caption", "utt2tags", "utt2num_samples", "utt2prompt", "utt2ref", "utt2group",
+                     "utt2phones", "utt2tokens", "utt2num_tokens")
 #: Factor files that Kaldi's validate_data_dir.sh requires to cover every utterance.
 KALDI_FULL_FACTOR_FILES = ("utt2lang", "utt2warp")
 #: Words Kaldi does not allow in ``text``.

@@ -262,6 +262,13 @@ def _validate_sampler(sc: Mapping) -> None:
     nb = sc.get("num_batches")
     if nb is not None and (isinstance(nb, bool) or not isinstance(nb, int) or nb < 1):
         raise ConfigError(f"data.sampler.num_batches must be null or an integer >= 1, got {nb!r}")
+    weights = sc.get("weights")
+    if weights is not None:
+        bad = (not isinstance(weights, Mapping) or not weights
+               or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights.values()))
+        if bad:
+            raise ConfigError(f"data.sampler.weights must be null or a mapping task -> weight >= 0 "
+                              f"(e.g. {{asr: 2, lid: 1}}), got {weights!r}")
 
 
 def load_config(path: Optional[str] = None, overrides: Sequence = ()) -> Dict[str, Any]:

@@ -61,7 +61,8 @@ def _params(exp, step=6):
 def test_config_key_and_validation(tmp_path):
     conf = load_config(None, [("model", {"name": "multitask_ce"})])
     assert conf["data"]["sampler"] == {"name": "length_bucket", "power": 1.0, "reduce": "mean",
-                                       "num_batches": None, "untagged": "error"}
+                                       "num_batches": None, "untagged": "error",
+                                       "weights": None}
     conf = load_config(None, ["--model.name", "multitask_ce", "--data.sampler.name", "class_balanced",
                               "--data.sampler.power", "0.5"])
     assert conf["data"]["sampler"]["name"] == "class_balanced" and conf["data"]["sampler"]["power"] == 0.5
