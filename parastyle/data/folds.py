@@ -182,7 +182,7 @@ def write_report(report: FoldsReport, path: PathLike) -> None:
 
 
 FEATURE_TABLES = ("utt2num_frames", "feats.scp")   # feats.scp last: it marks the features complete
-FEATURE_FILES = ("feats_conf.yaml", "frame_shift")
+FEATURE_FILES = ("feats_conf.yaml", "frame_shift", "feats_arks")
 
 
 def attach_features(src: PathLike, dst: PathLike) -> int:
@@ -207,5 +207,7 @@ def attach_features(src: PathLike, dst: PathLike) -> int:
                 if (src / extra).is_file():
                     shutil.copy2(src / extra, dst / f".{extra}.tmp")
                     (dst / f".{extra}.tmp").replace(dst / extra)
+                else:                       # a record left from an earlier attach would describe other arks
+                    (dst / extra).unlink(missing_ok=True)
         write_kv(dst / name, {u: table[u] for u in utts})
     return len(utts)

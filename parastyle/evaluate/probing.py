@@ -283,7 +283,7 @@ def probe(exp, train_data, test_data, out_dir=None, speaker_train_data=None, spe
     out_dir.mkdir(parents=True, exist_ok=True)
     lang_dir = Path(lang_dir) if lang_dir else None
     for d in [train_dir, test_dir] + [Path(x) for x in (speaker_train_data, speaker_test_data) if x]:
-        check_frontend(config, task, d)
+        check_frontend(config, task, d, exp_dir=exp)
     logger.info("extracting %s and %s", train_dir, test_dir)
     train = extract(model, config, task, train_dir, ctc_max_utts, device)
     test = extract(model, config, task, test_dir, ctc_max_utts, device)

@@ -47,7 +47,7 @@ def score(exp, data, checkpoint=None, results_md=None, tag=None, device="cpu") -
     name = config["model"]["name"]
     if name not in ("vib_stage1", "vib_stage2"):
         raise DataError(f"{exp}: model {name!r} is not a VIB model (use parastyle.bin.score)")
-    check_frontend(config, task, data)
+    check_frontend(config, task, data, exp_dir=exp)
     if name == "vib_stage2" and model.target != "speaker":
         check_labels_present(data, [model.target])
     loader = build_dataloader(config, data, task=task, train=False)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from parastyle.data.datadir import write_frame_shift
+from parastyle.data.datadir import write_ark_record, write_frame_shift
 from parastyle.features.extract import extract_one, work_items
 from parastyle.fileio import DataError, atomic_write, read_kv, write_kv
 
@@ -46,7 +46,7 @@ PathLike = Union[str, os.PathLike]
 ARK_NAME = "ssl_layers.ark"
 META_NAME = "ssl_layers.yaml"
 #: data-dir files derived from the features that a dump replaces (removed before it starts)
-STALE_FILES = ("feats.scp", "utt2num_frames", "feats_conf.yaml", "frame_shift", "cmvn.ark")
+STALE_FILES = ("feats.scp", "utt2num_frames", "feats_conf.yaml", "frame_shift", "cmvn.ark", "feats_arks")
 
 
 def parse_layers(spec: Union[None, str, Sequence[int]], num_layers: int) -> List[int]:
@@ -206,6 +206,7 @@ def dump_ssl_layers(data_dir: PathLike, ssl_path: PathLike, dump_dir: PathLike, 
         yaml.safe_dump(meta, f, sort_keys=False)
     write_kv(d / "utt2num_frames", {u: str(n) for u, n in frames.items()})
     write_frame_shift(d, dumper.frame_shift_s)
+    write_ark_record(d, [ark])              # subsets of this dir refuse the ark once it is rewritten
     write_kv(d / "feats.scp", scp)                                    # last: marks the dump complete
     seconds = time.time() - start
     return {"num_utts": len(items), "num_frames": int(sum(frames.values())), "seconds": seconds,

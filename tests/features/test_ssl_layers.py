@@ -188,3 +188,22 @@ def test_parse_layers():
                      ("", "bad item")):
         with pytest.raises(ValueError, match=msg):
             parse_layers(bad, 4)
+
+
+def test_subset_of_a_dump_refuses_the_rewritten_archive(tmp_path, make_data_dir_fixture):
+    """A subset shares the dump's archive; dumping the parent again (another SSL model) rewrites it, and
+    the subset must then refuse to read it instead of returning other utterances' frames."""
+    from parastyle.data.dirops import subset_data_dir
+    d = make_data_dir_fixture("data", num_spk=2, utts_per_spk=2)
+    dump_ssl_layers(d, _ssl_file(tmp_path, seed=0), tmp_path / "dump", progress=False)
+    sub = tmp_path / "sub"
+    subset_data_dir(d, sub, last=2)
+    before = _dumped(d)
+    ds = StyleDataset(sub, {}, use_feats=True)
+    assert np.array_equal(ds[0]["feats"].numpy(), before[ds.utts[0]])
+    other = tmp_path / "other"
+    other.mkdir()
+    dump_ssl_layers(d, _ssl_file(other, seed=1), tmp_path / "dump", progress=False)
+    with pytest.raises(DataError, match="changed since"):
+        StyleDataset(sub, {}, use_feats=True)
+    assert any("changed since" in p for p in validate_data_dir(sub, no_wav=False))
