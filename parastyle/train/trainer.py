@@ -102,6 +102,14 @@ def _resolve_device(config: Dict[str, Any], info: DistInfo) -> torch.device:
     return torch.device(want)
 
 
+def _accumulate(acc: Dict[str, List[float]], name: str, value: float) -> None:
+    """Add ``value`` to the running ``[sum, count]`` of ``name``: each logged term is the mean over the
+    batches that produced it (a task-sampled model logs ``loss_<task>`` only on that task's batches)."""
+    entry = acc.setdefault(name, [0.0, 0])
+    entry[0] += value
+    entry[1] += 1
+
+
 def _scalar(v) -> float:
     return float(v.detach().float().item()) if torch.is_tensor(v) else float(v)
 
@@ -584,7 +592,7 @@ class Trainer:
             raise TrainingError(f"non-finite loss at {where} ({terms}); {inputs}. "
                                 f"The last good checkpoint in {self.ckpt_dir} is kept.")
 
-    def _phased_step(self, batch, clip, acc_terms: Dict[str, float]) -> tuple:
+    def _phased_step(self, batch, clip, acc_terms: Dict[str, List[float]]) -> tuple:
         """One training step of a multi-optimizer model (see the module docstring); returns
         ``(sum of the phases' total losses, utterances in the batch)``."""
         cache = None
@@ -610,11 +618,11 @@ class Trainer:
             value = _scalar(total)
             step_loss += value
             for k, v in losses.items():
-                acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
+                _accumulate(acc_terms, k, _scalar(v))
             for k, v in out.get("metrics", {}).items():
-                acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
-            acc_terms[f"loss_{phase}"] = acc_terms.get(f"loss_{phase}", 0.0) + value
-        acc_terms["loss"] = acc_terms.get("loss", 0.0) + step_loss
+                _accumulate(acc_terms, k, _scalar(v))
+            _accumulate(acc_terms, f"loss_{phase}", value)
+        _accumulate(acc_terms, "loss", step_loss)
         del cache
         self.scaler.update()
         for sched in self.schedulers.values():
@@ -821,8 +829,8 @@ class Trainer:
         logger.info("training %s for %d steps (%d process(es), device %s, %d batches/epoch)",
                     self.config["model"]["name"], self.total_steps, self.dist.world_size, self.device,
                     sampler.num_batches())
-        acc_terms: Dict[str, float] = {}
-        acc_count, acc_utts, t0 = 0, 0, time.time()
+        acc_terms: Dict[str, List[float]] = {}
+        acc_utts, t0 = 0, time.time()
         micro, step_loss = 0, 0.0
         stop = self.step >= self.total_steps
         if not stop and self.valid_loader is not None and self._patience_ran_out():
@@ -838,7 +846,6 @@ class Trainer:
                 batch = move_batch(batch, self.device)
                 if self.phases is not None:
                     step_loss, n_utts = self._phased_step(batch, clip, acc_terms)
-                    acc_count += 1
                     acc_utts += n_utts * self.dist.world_size
                 else:
                     sync = micro + 1 == self.accum or not self.dist.enabled
@@ -852,11 +859,10 @@ class Trainer:
                         self.scaler.scale(total / self.accum).backward()
                     step_loss += _scalar(total) / self.accum
                     for k, v in losses.items():
-                        acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
-                    acc_terms["loss"] = acc_terms.get("loss", 0.0) + _scalar(total)
+                        _accumulate(acc_terms, k, _scalar(v))
+                    _accumulate(acc_terms, "loss", _scalar(total))
                     for k, v in out.get("metrics", {}).items():
-                        acc_terms[k] = acc_terms.get(k, 0.0) + _scalar(v)
-                    acc_count += 1
+                        _accumulate(acc_terms, k, _scalar(v))
                     acc_utts += len(batch["utt_ids"]) * self.dist.world_size
                     micro += 1
                     if micro < self.accum:
@@ -877,18 +883,19 @@ class Trainer:
                     dt = max(time.time() - t0, 1e-9)
                     tb = self._tensorboard()
                     lrs = self._lrs()
-                    for k, v in acc_terms.items():
-                        tb.add_scalar(f"train/{k}", v / acc_count, self.step)
+                    means = {k: total_n[0] / total_n[1] for k, total_n in acc_terms.items()}
+                    for k, v in means.items():
+                        tb.add_scalar(f"train/{k}", v, self.step)
                     for p, lr in lrs.items():
                         tb.add_scalar(f"train/lr_{p}" if p else "train/lr", lr, self.step)
                     tb.add_scalar("train/utts_per_s", acc_utts / dt, self.step)
                     lr_text = " ".join(f"lr_{p} {lr:.3g}" if p else f"lr {lr:.3g}" for p, lr in lrs.items())
                     logger.info("step %d epoch %d %s %s utts/s %.1f", self.step, self.epoch, lr_text,
-                                " ".join(f"{k}={v / acc_count:.4f}" for k, v in sorted(acc_terms.items())),
+                                " ".join(f"{k}={v:.4f}" for k, v in sorted(means.items())),
                                 acc_utts / dt)
-                    bar.set_postfix(loss=f"{acc_terms['loss'] / acc_count:.3f}")
+                    bar.set_postfix(loss=f"{means['loss']:.3f}")
                 if self.step % log_every == 0:
-                    acc_terms, acc_count, acc_utts, t0 = {}, 0, 0, time.time()
+                    acc_terms, acc_utts, t0 = {}, 0, time.time()
                 last = self.step >= self.total_steps
                 do_valid = self.valid_loader is not None and (self.step % valid_every == 0 or last)
                 early = False

@@ -169,3 +169,40 @@ def test_average_best_after_min_step(corpus, tmp_path, warmup, min_step, want):
     assert torch.load(tmp_path / "exp" / "model.pt", weights_only=True)["averaged_steps"] == want
     run = yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())["_run"]
     assert run["average_min_step"] == (warmup if min_step is None else min_step)
+
+
+class _SometimesTerm(torch.nn.Module):
+    """A loss term produced on every other training batch only (like ``loss_<task>`` of a model trained
+    with one task per batch), with a known value 2.0."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.lin = torch.nn.Linear(dim, 2)
+        self.calls = 0
+
+    @classmethod
+    def from_config(cls, conf, task):
+        return cls(task.feat_dim)
+
+    def forward(self, batch):
+        losses = {"mse": self.lin(batch["feats"]).pow(2).mean()}
+        if self.training:
+            self.calls += 1
+            if self.calls % 2 == 1:
+                losses["sometimes"] = losses["mse"] * 0 + 2.0
+        return {"losses": losses, "metrics": {}}
+
+
+def test_logged_term_is_the_mean_over_the_batches_that_produced_it(corpus, tmp_path):
+    from parastyle.models import MODELS
+    if "test_sometimes" not in MODELS:
+        MODELS.register("test_sometimes")(_SometimesTerm)
+    train, dev, lang = corpus
+    conf = ordered_config(max_steps=4, log_interval=2, valid_interval=100, ckpt_interval=100)
+    conf["model"] = {"name": "test_sometimes"}
+    conf["valid"].update(metric="mse", mode="min")
+    Trainer(conf, train, None, lang, tmp_path / "exp").run()
+    lines = [l for l in (tmp_path / "exp" / "train.log").read_text().splitlines() if " sometimes=" in l]
+    assert len(lines) == 2                       # steps 2 and 4: one of the two batches had the term
+    for line in lines:
+        assert " sometimes=2.0000 " in line, line
