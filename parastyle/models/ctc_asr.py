@@ -76,17 +76,10 @@ class CTCASR(nn.Module):
     @classmethod
     def from_config(cls, conf: Dict[str, Any], task) -> "CTCASR":
         """``conf = {"token_list": data/lang/tokens.txt, "token_type": char|bpe, "bpemodel": ..., hidden, ...}``."""
-        from parastyle.text import load_tokenizer, read_tokens
+        from parastyle.text import tokenizer_from_model_conf
         conf = dict(conf)
-        token_list = conf.pop("token_list", None)
-        token_type = conf.pop("token_type", "char")
-        bpemodel = conf.pop("bpemodel", None)
-        if task.tokens is None:
-            if token_list is None:
-                raise DataError("ctc_asr needs a token vocabulary: set model.token_list "
-                                "(data/lang/tokens.txt from python -m parastyle.bin.make_tokens)")
-            task.tokens = read_tokens(token_list)       # recorded in the exp's task.yaml
-        return cls(task.feat_dim, load_tokenizer(task.tokens, token_type, bpemodel), **conf)
+        tokenizer = tokenizer_from_model_conf(conf, task, "ctc_asr")
+        return cls(task.feat_dim, tokenizer, **conf)
 
     # ------------------------------------------------------------------ encoder
     def encode(self, feats: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

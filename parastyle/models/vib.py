@@ -263,17 +263,9 @@ class VIBStage1(nn.Module):
 
     @classmethod
     def from_config(cls, conf: Dict[str, Any], task) -> "VIBStage1":
-        from parastyle.text import load_tokenizer, read_tokens
+        from parastyle.text import tokenizer_from_model_conf
         conf = dict(conf)
-        token_list = conf.pop("token_list", None)
-        token_type = conf.pop("token_type", "char")
-        bpemodel = conf.pop("bpemodel", None)
-        if task.tokens is None:
-            if token_list is None:
-                raise DataError("vib_stage1 needs a token vocabulary: set model.token_list "
-                                "(data/lang/tokens.txt from python -m parastyle.bin.make_tokens)")
-            task.tokens = read_tokens(token_list)       # recorded in the exp's task.yaml
-        tokenizer = load_tokenizer(task.tokens, token_type, bpemodel)
+        tokenizer = tokenizer_from_model_conf(conf, task, "vib_stage1")
         frontend = build_vib_frontend(conf.pop("frontend", None), task.feat_dim)
         return cls(frontend, tokenizer, frame_shift_s=task.frame_shift_s, **conf)
 

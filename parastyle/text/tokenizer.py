@@ -155,3 +155,18 @@ def load_tokenizer(token_list, token_type: str = "char", bpemodel=None):
             raise DataError("token_type 'bpe' needs bpemodel (the sentencepiece .model file)")
         return SentencePieceTokenizer(bpemodel, tokens)
     raise ValueError(f"token_type must be char or bpe, got {token_type!r}")
+
+
+def tokenizer_from_model_conf(conf: Dict, task, model_name: str):
+    """The tokenizer of a CTC model config: pops ``token_list`` / ``token_type`` (char | bpe) / ``bpemodel``
+    from ``conf`` and records the vocabulary in ``task.tokens`` (saved in the exp's task.yaml), or reuses
+    ``task.tokens`` when the exp already has it (scoring, resume)."""
+    token_list = conf.pop("token_list", None)
+    token_type = conf.pop("token_type", "char")
+    bpemodel = conf.pop("bpemodel", None)
+    if task.tokens is None:
+        if token_list is None:
+            raise DataError(f"{model_name} needs a token vocabulary: set model.token_list "
+                            f"(data/lang/tokens.txt from python -m parastyle.bin.make_tokens)")
+        task.tokens = read_tokens(token_list)
+    return load_tokenizer(task.tokens, token_type, bpemodel)
