@@ -392,6 +392,15 @@ def config_differences(saved: Mapping, current: Mapping) -> tuple:
     return incompatible, compatible
 
 
+def _sorted_mappings(value: Any) -> Any:
+    """``value`` with every mapping rebuilt in sorted key order (recursively, through lists)."""
+    if isinstance(value, Mapping):
+        return {k: _sorted_mappings(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [_sorted_mappings(v) for v in value]
+    return value
+
+
 def config_hash(conf: Mapping) -> str:
     """sha256 of the config without ``_run``, without :data:`RESUME_COMPATIBLE_KEYS` and without keys at
     their :data:`DEFAULTS` value (so that a key added to the defaults later keeps the hash): equal for
@@ -400,5 +409,7 @@ def config_hash(conf: Mapping) -> str:
     defaults = _leaves(_normalise(DEFAULTS))
     leaves = {k: v for k, v in _leaves(_normalise(conf)).items()
               if not _compatible(k) and (k.startswith("model.") or not (k in defaults and defaults[k] == v))}
-    text = yaml.safe_dump(leaves, sort_keys=True, default_flow_style=None)
+    # Keys sorted here, not only by sort_keys: a package that patches PyYAML's dict representer (oyaml,
+    # imported by opensmile's dependencies) makes safe_dump keep insertion order whatever sort_keys says.
+    text = yaml.safe_dump(_sorted_mappings(leaves), sort_keys=True, default_flow_style=None)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -69,3 +69,18 @@ def test_config_differences_and_hash(tmp_path):
     assert config_differences(old, load_config(p, ["--train.grad_clip", "1.0"]))[0] == [("train.grad_clip", "<unset>", 1.0)]
     assert config_hash(old) == config_hash(base)
     assert config_hash(load_config(p, ["--train.grad_clip", "5.0"])) == config_hash(base)     # the default
+
+
+def test_config_hash_ignores_key_order_even_with_an_order_keeping_yaml():
+    """opensmile's dependencies import oyaml, which makes PyYAML keep dict insertion order whatever
+    sort_keys says; the config hash (exp identity) must not change with it."""
+    from parastyle.train.config import config_hash, load_config
+    conf = load_config(None, [("model", {"name": "multitask_ce", "encoder": {"name": "tdnn", "hidden": 8}}),
+                              ("optim.lr", 0.01), ("train.max_steps", 6)])
+    def reversed_order(v):
+        return {k: reversed_order(v[k]) for k in reversed(list(v))} if isinstance(v, dict) else v
+    before = config_hash(conf)
+    assert config_hash(reversed_order(conf)) == before
+    pytest.importorskip("oyaml")            # a dependency of opensmile (pinned): patches yaml on import
+    assert config_hash(reversed_order(conf)) == before
+    assert config_hash(conf) == before
