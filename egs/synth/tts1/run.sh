@@ -12,7 +12,7 @@ utts_per_spk=10
 seed=0
 nj=2
 split_args="--dev 0.1 --test 0.15"   # fractions of the speakers
-vocoder=neural              # neural (conf/train_vocoder.yaml) | griffin_lim (no training)
+vocoder=griffin_lim         # griffin_lim (no training; the CPU default) | neural (conf/train_vocoder.yaml: HiFi-GAN, beyond the 40-min CPU budget)
 max_synth_utts=150          # test utterances per prompt type
 bon_prompts=30              # best-of-N: text prompts x 10 candidates
 
