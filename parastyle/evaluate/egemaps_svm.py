@@ -281,7 +281,6 @@ def train(train_data, valid_data, lang_dir, exp, config: Optional[Dict[str, Any]
 
 def score(exp, data, results_md=None, tag: Optional[str] = None, cache_dir=None, nj: int = 1) -> Dict[str, Any]:
     """Score a trained baseline on ``data``: ``<exp>/decode_<set>/`` as the neural scorer writes it."""
-    from parastyle.metrics.classification import classification_report
     from parastyle.metrics.results_table import set_label, update_results_md
 
     exp, data = Path(exp), Path(data)
@@ -296,7 +295,7 @@ def score(exp, data, results_md=None, tag: Optional[str] = None, cache_dir=None,
     out_dir = exp / f"decode_{data.name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = {}
-    from parastyle.evaluate.scoring import _plot_confusion
+    from parastyle.evaluate.scoring import factor_report
     for f, vocab in model["factors"].items():
         p = model["models"][f].predict(Z)
         write_kv(out_dir / f"utt2pred_{f}", {u: vocab[int(k)] for u, k in zip(utts, p)})
@@ -306,15 +305,7 @@ def score(exp, data, results_md=None, tag: Optional[str] = None, cache_dir=None,
         known = y >= 0
         if not known.any():
             continue
-        rep = classification_report(y[known], p[known], len(vocab))
-        cm = np.asarray(rep.pop("confusion"))
-        metrics[f] = rep
-        with atomic_write(out_dir / f"confusion_{f}.csv") as fh:
-            fh.write("reference\\predicted," + ",".join(vocab) + "\n")
-            for lab, row in zip(vocab, cm):
-                fh.write(lab + "," + ",".join(str(int(v)) for v in row) + "\n")
-        _plot_confusion(cm, vocab, f"{f} ({set_label(data)}) UAR={rep['balanced_accuracy']:.3f}",
-                        out_dir / f"confusion_{f}.png")
+        metrics[f] = factor_report(out_dir, f, vocab, y[known], p[known], set_label(data))
     if not metrics:
         raise DataError(f"{data}: no utterance has a known label for any factor {list(model['factors'])}")
     result = {"method": tag or "egemaps_svm", "backbone": "egemaps", "test_set": set_label(data),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any, Dict
 
 import numpy as np
 import torch
@@ -31,6 +32,21 @@ from parastyle.train.checkpoint import load_model_from_exp
 from parastyle.train.trainer import check_data_dir
 
 logger = logging.getLogger(__name__)
+
+
+def factor_report(out_dir: Path, factor: str, vocab, y: np.ndarray, p: np.ndarray, set_name: str) -> Dict[str, Any]:
+    """Classification report of one factor (known labels ``y``, predictions ``p``) with its confusion
+    matrix written as ``confusion_<factor>.csv`` and ``.png`` under ``out_dir``; returns the report
+    without the matrix (the ``metrics`` entry of results.json)."""
+    rep = classification_report(y, p, len(vocab))
+    cm = np.asarray(rep.pop("confusion"))
+    with atomic_write(out_dir / f"confusion_{factor}.csv") as fh:
+        fh.write("reference\\predicted," + ",".join(vocab) + "\n")
+        for lab, row in zip(vocab, cm):
+            fh.write(lab + "," + ",".join(str(int(v)) for v in row) + "\n")
+    _plot_confusion(cm, vocab, f"{factor} ({set_name}) UAR={rep['balanced_accuracy']:.3f}",
+                    out_dir / f"confusion_{factor}.png")
+    return rep
 
 
 def _plot_confusion(cm: np.ndarray, labels, title: str, path: Path) -> None:
@@ -97,15 +113,7 @@ def score(exp, data, checkpoint=None, results_md=None, tag=None, device="cpu") -
             logger.warning("%s: no utterance of %d has a %s label (no %s/utt2%s line): %s is not scored",
                            data, len(utts), f, data, f, f)
             continue
-        rep = classification_report(y[known], p[known], len(vocab))
-        cm = np.asarray(rep.pop("confusion"))
-        metrics[f] = rep
-        with atomic_write(out_dir / f"confusion_{f}.csv") as fh:
-            fh.write("reference\\predicted," + ",".join(vocab) + "\n")
-            for lab, row in zip(vocab, cm):
-                fh.write(lab + "," + ",".join(str(int(v)) for v in row) + "\n")
-        _plot_confusion(cm, vocab, f"{f} ({set_name}) UAR={rep['balanced_accuracy']:.3f}",
-                        out_dir / f"confusion_{f}.png")
+        metrics[f] = factor_report(out_dir, f, vocab, y[known], p[known], set_name)
     if not metrics:
         raise DataError(f"{data}: no utterance has a known label for any factor {list(task.factors)}")
     enc = config["model"].get("encoder")
