@@ -71,7 +71,27 @@ def length_bucket_batches(lengths: Sequence[int], max_frames: Optional[int] = No
     return kept
 
 
-class LengthBucketBatchSampler:
+class ShardedGlobalBatches:
+    """Iteration shared by the batch samplers: a subclass defines ``global_batches()`` (the epoch's
+    global batches of dataset indices) and holds ``position``, ``rank``, ``world_size``; rank ``r``
+    gets ``global_batch[r::world_size]`` of every batch from ``position`` on (empty parts skipped)."""
+
+    def __iter__(self) -> Iterator[List[int]]:
+        for batch in self.global_batches()[self.position:]:
+            local = batch[self.rank::self.world_size]
+            if local:
+                yield local
+
+    def __len__(self) -> int:
+        """Number of local batches left in the current epoch from ``position``."""
+        return sum(1 for b in self.global_batches()[self.position:] if b[self.rank::self.world_size])
+
+    def num_batches(self) -> int:
+        """Global batches in a full epoch."""
+        return len(self.global_batches())
+
+
+class LengthBucketBatchSampler(ShardedGlobalBatches):
     """Length-bucketed batch sampler yielding this rank's part of each global batch.
 
     Args:
@@ -119,16 +139,3 @@ class LengthBucketBatchSampler:
     def load_state_dict(self, state: Dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
-    def __iter__(self) -> Iterator[List[int]]:
-        for batch in self.global_batches()[self.position:]:
-            local = batch[self.rank::self.world_size]
-            if local:
-                yield local
-
-    def __len__(self) -> int:
-        """Number of local batches left in the current epoch from ``position``."""
-        return sum(1 for b in self.global_batches()[self.position:] if b[self.rank::self.world_size])
-
-    def num_batches(self) -> int:
-        """Global batches in a full epoch."""
-        return len(self.global_batches())

@@ -24,12 +24,12 @@ import logging
 import random
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
-from parastyle.data.samplers import length_bucket_batches
+from parastyle.data.samplers import ShardedGlobalBatches, length_bucket_batches
 
 logger = logging.getLogger(__name__)
 
 
-class TaskBatchSampler:
+class TaskBatchSampler(ShardedGlobalBatches):
     """One-task-per-batch sampler.
 
     Args:
@@ -124,15 +124,3 @@ class TaskBatchSampler:
                              f"now {self.weights}: resuming would not continue the same run")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
-    def __iter__(self) -> Iterator[List[int]]:
-        for batch in self.global_batches()[self.position:]:
-            local = batch[self.rank::self.world_size]
-            if local:
-                yield local
-
-    def __len__(self) -> int:
-        return sum(1 for b in self.global_batches()[self.position:] if b[self.rank::self.world_size])
-
-    def num_batches(self) -> int:
-        """Global batches in a full epoch."""
-        return len(self.global_batches())
