@@ -36,6 +36,7 @@ Each backbone runs in its own process (allocator and thread-pool state never car
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -78,13 +79,23 @@ def batch_of(B: int, T: int, device, seed: int = 0, ragged: bool = False):
     return {"feats": torch.randn(B, T, 80, generator=g).to(device), "mask": mask.to(device), "labels": labels}
 
 
-def train_step_time(model, device, batch_size: int, frames: int, steps: int, ragged: bool):
+def autocast(device, amp: str):
+    """``--amp bf16``: the trainer's ``train.amp=bf16`` (autocast of matrix products to bfloat16)."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def train_step_time(model, device, batch_size: int, frames: int, steps: int, ragged: bool, amp: str = "none"):
+    from parastyle.train.optim import build_optimizer
+
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = build_optimizer(model.parameters(), {"name": "adam", "lr": 1e-4})   # the trainer's: fused when it can
     batches = [batch_of(batch_size, frames, device, seed=s, ragged=ragged) for s in range(steps + 2)]
 
     def step(b):
-        out = model(b)
+        with autocast(device, amp):
+            out = model(b)
         opt.zero_grad(set_to_none=True)
         sum(out["losses"].values()).backward()
         opt.step()
@@ -197,8 +208,8 @@ def row(name: str, args) -> str:
     parastyle_total = model.parameter_counts(text_dim=MINILM_DIM)["paper"]
     if args.compile:
         model.encoder = torch.compile(model.encoder, dynamic=False)
-    rtf = inference_rtf(model, device, args.frames, args.repeats)
-    step = train_step_time(model, device, args.batch_size, args.frames, args.steps, args.ragged)
+    rtf = inference_rtf(model, device, args.frames, args.repeats)   # float32 (--amp is training's)
+    step = train_step_time(model, device, args.batch_size, args.frames, args.steps, args.ragged, args.amp)
     ref = AUTHORS.get(name)
     same_shape = args.batch_size == 32 and args.frames == 400 and device.type == "cpu" and not args.ragged
     speed = f"{ref['step_s'] / step:.2f}x" if ref and same_shape else "-"
@@ -224,6 +235,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed training steps (after 2 warm-up steps)")
     p.add_argument("--repeats", type=int, default=10, help="timed inference calls")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder (optional)")
+    p.add_argument("--amp", choices=["none", "bf16"], default="none",
+                   help="bf16: training steps autocast to bfloat16 as train.amp=bf16 (CPUs with native bf16, or a GPU); "
+                        "inference stays float32")
     p.add_argument("--ragged", action="store_true", help="random lengths in [frames/2, frames] (padding in the batch)")
     p.add_argument("--versus_previous", action="store_true",
                    help="time each backbone against parastyle's earlier network of that name (CPU time, interleaved)")
@@ -254,7 +268,8 @@ def main(argv=None) -> int:
         print(f"training: batch {args.batch_size} x {args.frames} frames x 80"
               f"{' (ragged lengths)' if args.ragged else ''}, forward + backward + Adam, median of {args.steps} steps; "
               f"inference: 1 x {args.frames} frames ({args.frames * HOP_S:.2f} s)"
-              f"{'; encoder torch.compile-d' if args.compile else ''}\n")
+              f"{'; encoder torch.compile-d' if args.compile else ''}"
+              f"{'; autocast bfloat16 (train.amp=bf16)' if args.amp == 'bf16' else '; float32'}\n")
         if args.versus_previous:
             print(f"CPU time per step, {args.steps} interleaved steps each (after one warm-up round)\n")
         print(VERSUS_HEADER if args.versus_previous else HEADER, flush=True)

@@ -19,12 +19,28 @@ import torch
 from parastyle.train.config import ConfigError
 
 
+def _use_fused(params: list, fused: Any) -> bool:
+    """``optim.fused``: true / false, or "auto" (the default): the fused (one kernel for all parameters)
+    Adam/AdamW update whenever every parameter is a floating-point tensor on the CPU or a GPU. It computes
+    the same update as the per-parameter loop (to float rounding) and is a few per cent of a small
+    model's step faster on 2 CPU cores."""
+    if fused in (None, "auto"):
+        tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+        return bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+    if isinstance(fused, bool):
+        return fused
+    raise ConfigError(f"optim.fused must be true, false or auto, got {fused!r}")
+
+
 def build_optimizer(params: Iterable, conf: Dict[str, Any]) -> torch.optim.Optimizer:
-    """``conf = {"name": "adam"|"adamw", "lr", "weight_decay", "betas", "eps"}``."""
+    """``conf = {"name": "adam"|"adamw", "lr", "weight_decay", "betas", "eps", "fused": auto|true|false}``."""
     name = str(conf.get("name", "adam")).lower()
+    params = list(params)
     kwargs = dict(lr=float(conf["lr"]), weight_decay=float(conf.get("weight_decay", 0.0)),
                   betas=tuple(float(b) for b in conf.get("betas", (0.9, 0.999))),
                   eps=float(conf.get("eps", 1e-8)))
+    if name in ("adam", "adamw") and _use_fused(params, conf.get("fused", "auto")):
+        kwargs["fused"] = True
     if name == "adam":
         return torch.optim.Adam(params, **kwargs)
     if name == "adamw":

@@ -91,6 +91,16 @@ def check_data_dir(path, use_feats: bool, lang_dir=None) -> None:
                         f"(utils/fix_data_dir.sh, utils/validate_data_dir.sh) before training:\n  {listing}")
 
 
+def cpu_has_bf16() -> bool:
+    """True when this CPU does bfloat16 arithmetic natively (AVX-512 BF16 or AMX), so that
+    ``train.amp=bf16`` autocasts matrix products to bfloat16 on the CPU too (faster there for
+    recurrent layers; see bench/bench_backbones.py)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _resolve_device(config: Dict[str, Any], info: DistInfo) -> torch.device:
     want = config["train"].get("device", "auto")
     if want == "auto":
@@ -190,8 +200,9 @@ class Trainer:
         self.task = build_task_info(config, self.train_data, self.lang_dir)
 
         amp = tc.get("amp") or "none"
-        if amp != "none" and self.device.type != "cuda":
-            warnings.warn(f"train.amp={amp} needs a GPU; training in float32 on {self.device}")
+        if amp != "none" and self.device.type != "cuda" and not (amp == "bf16" and cpu_has_bf16()):
+            warnings.warn(f"train.amp={amp} needs a GPU (bf16: or a CPU with native bfloat16 arithmetic); "
+                          f"training in float32 on {self.device}")
             logger.warning("train.amp=%s disabled on %s", amp, self.device)
             amp = "none"
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]

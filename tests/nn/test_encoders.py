@@ -183,6 +183,32 @@ def test_self_attention_block_equals_torch_post_norm_encoder_layer():
     assert sum(p.numel() for p in block.parameters()) == 12 * 16 * 16 + 13 * 16
 
 
+def test_attention_runs_in_float32_under_cpu_bf16_autocast(monkeypatch):
+    """Under CPU bf16 autocast the projections run in bfloat16 and the attention core in float32; the block
+    then stays within bfloat16 rounding of the float32 block, and padded keys still change nothing."""
+    import parastyle.nn.encoders.blocks as blocks
+    torch.manual_seed(0)
+    block = PostNormAttentionBlock(16, 4, dropout=0.0).eval()
+    x = torch.randn(3, 7, 16)
+    mask = torch.arange(7)[None] < torch.tensor([7, 4, 2])[:, None]
+    seen = []
+    real_sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
+        return real_sdpa(q, k, v, **kw)
+    monkeypatch.setattr(blocks.F, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        ref = block(x, key_mask=mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = block(x, key_mask=mask)
+            x2 = torch.cat([x, torch.randn(3, 5, 16)], 1)
+            out2 = block(x2, key_mask=torch.cat([mask, torch.zeros(3, 5, dtype=torch.bool)], 1))
+    assert seen[0] == (torch.float32, False) and seen[1] == (torch.float32, False)
+    torch.testing.assert_close(out.float()[mask], ref[mask], atol=0.05, rtol=0.05)
+    torch.testing.assert_close(out2[:, :7].float()[mask], out.float()[mask])
+
+
 def test_transformer_equals_reference():
     enc = small("transformer").eval()
     u = utterances()[0]                                            # 13 frames -> 3 valid after the front

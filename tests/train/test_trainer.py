@@ -163,11 +163,37 @@ def test_invalid_data_dir_refused(corpus, tmp_path):
     assert not (tmp_path / "exp" / "checkpoints").exists()
 
 
-def test_amp_on_cpu_warns(corpus, tmp_path):
+def test_fp16_amp_on_cpu_warns(corpus, tmp_path):
+    train, dev, lang = corpus
+    conf = tiny_config(amp="fp16", max_steps=2)
+    t = Trainer(conf, train, dev, lang, tmp_path / "exp")
+    with pytest.warns(UserWarning, match="amp"):
+        t.run()
+    assert t.amp_dtype is None
+
+
+def test_bf16_amp_on_cpu_autocasts_where_the_cpu_has_bf16(corpus, tmp_path):
+    from parastyle.train.trainer import cpu_has_bf16
     train, dev, lang = corpus
     conf = tiny_config(amp="bf16", max_steps=2)
-    with pytest.warns(UserWarning, match="amp"):
-        Trainer(conf, train, dev, lang, tmp_path / "exp").run()
+    t = Trainer(conf, train, dev, lang, tmp_path / "exp")
+    if not cpu_has_bf16():
+        with pytest.warns(UserWarning, match="amp"):
+            t.run()
+        assert t.amp_dtype is None
+        return
+    seen = []
+    real_setup = t._setup
+
+    def setup_and_hook():                              # the model exists once _setup has run
+        real_setup()
+        for m in t.model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    t._setup = setup_and_hook
+    t.run()
+    assert torch.bfloat16 in seen                       # matrix products ran in bfloat16
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())   # master weights stay float32
 
 
 def test_sigkill_and_resume(corpus, tmp_path, caplog):

@@ -196,8 +196,16 @@ class PostNormAttentionBlock(nn.Module):
         else:
             q, k, v = self.qkv_proj(x).chunk(3, dim=-1)
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        o = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v), attn_mask=attn_mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        p = self.dropout if self.training else 0.0
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # bf16 autocast on the CPU: the projections run in bfloat16, the attention itself in float32
+            # (the CPU attention kernel is slower in bfloat16 than in float32 at these sizes, and the
+            # softmax keeps float32 precision); see bench/bench_backbones.py --amp bf16
+            with torch.autocast("cpu", enabled=False):
+                o = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_mask, dropout_p=p)
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
         return self.out_proj(o.transpose(1, 2).reshape(B, Q, d))
 
     def forward(self, x: torch.Tensor, kv: Optional[torch.Tensor] = None,
