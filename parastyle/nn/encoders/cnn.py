@@ -32,6 +32,20 @@ def _valid(mask: torch.Tensor) -> torch.Tensor:
     return mask[:, None, None, :].float()
 
 
+def conv_bn_eval(conv: nn.Conv2d, bn: MaskedBatchNorm, x: torch.Tensor, mask: torch.Tensor,
+                 relu: bool = False) -> torch.Tensor:
+    """Eval mode: ``bn(conv(x), mask)`` (then ReLU) with the BatchNorm folded into the convolution
+    (weight x scale, bias = shift): one convolution and one masking pass instead of a convolution and
+    three elementwise passes. Equals the unfolded computation to float rounding."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    y = nn.functional.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), bias, conv.stride, conv.padding,
+                             conv.dilation, conv.groups)
+    y = y.mul_(_valid(mask).to(y.dtype))
+    return y.relu_() if relu else y
+
+
 class ResidualBlock(nn.Module):
     """``ReLU(BN(conv3x3(ReLU(BN(conv3x3_s(x))))) + shortcut(x))`` with masks over time.
 
@@ -52,6 +66,11 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor):
         out_len = conv_out_lengths(lengths, 3, self.stride, 1)
         omask = lengths_mask(out_len, (x.shape[-1] + 2 - 3) // self.stride + 1)
+        if not self.training:                                        # same values, fewer passes over memory
+            h = conv_bn_eval(self.conv1, self.bn1, x, omask, relu=True)
+            h = conv_bn_eval(self.conv2, self.bn2, h, omask)
+            h.add_(x if self.shortcut is None else conv_bn_eval(self.shortcut, self.bn_sc, x, omask))
+            return h.relu_(), omask, out_len
         h = torch.relu(self.bn1(self.conv1(x), omask))              # x is 0 on padded frames
         h = self.bn2(self.conv2(h), omask)
         sc = x if self.shortcut is None else self.bn_sc(self.shortcut(x), omask)
@@ -95,7 +114,10 @@ class CNNEncoder(nn.Module):
         h = x.masked_fill(~mask.unsqueeze(-1), 0.0).transpose(1, 2).unsqueeze(1)     # (B, 1, F, T)
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
-        h = torch.relu(self.stem_bn(self.stem(h), mask))
+        if self.training:
+            h = torch.relu(self.stem_bn(self.stem(h), mask))
+        else:
+            h = conv_bn_eval(self.stem, self.stem_bn, h, mask, relu=True)
         m, n = mask, lengths
         for block in self.blocks:
             h, m, n = block(h, m, n)
