@@ -66,7 +66,7 @@ DEFAULTS: Dict[str, Any] = {
     },
     "optim": {"name": "adam", "lr": 1.0e-3, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1.0e-8,
               "fused": "auto"},               # auto | true | false: the one-kernel Adam/AdamW update
-    "scheduler": {"name": "constant", "warmup_steps": 0, "min_lr_ratio": 0.0},
+    "scheduler": {"name": "constant", "warmup_steps": 0, "warmup_fraction": None, "min_lr_ratio": 0.0},
     "train": {
         "max_steps": 1000,             # optimizer updates; null = use max_epochs
         "max_epochs": None,

@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules from config.
 
 Schedules are multiplicative factors ``lr(step) = base_lr * f(step)`` of the optimizer step
-``step = 0, 1, ...`` (the number of updates already made), with ``W = warmup_steps``,
+``step = 0, 1, ...`` (the number of updates already made), with ``W = warmup_steps`` (or
+``warmup_fraction * N``),
 ``N = total_steps`` and ``r = min_lr_ratio``:
 
 - ``constant``:       f = min(1, (step + 1) / W) during warmup (W > 0), then 1
@@ -64,10 +65,25 @@ def lr_factor(step: int, name: str, warmup_steps: int, total_steps: int, min_lr_
     raise ConfigError(f"unknown scheduler.name {name!r}; choose constant, warmup_cosine or warmup_linear")
 
 
+def warmup_steps_of(conf: Dict[str, Any], total_steps: int) -> int:
+    """W of a scheduler conf: ``warmup_steps``, or ``warmup_fraction`` x ``total_steps`` (rounded) when
+    the fraction is given instead (one warm-up for any ``--train.max_steps``); both set is an error."""
+    steps = int(conf.get("warmup_steps", 0) or 0)
+    frac = conf.get("warmup_fraction")
+    if frac is None:
+        return steps
+    frac = float(frac)
+    if steps:
+        raise ConfigError(f"scheduler: warmup_steps={steps} and warmup_fraction={frac} are both set; give one")
+    if not 0.0 <= frac < 1.0:
+        raise ConfigError(f"scheduler.warmup_fraction must be in [0, 1), got {frac}")
+    return int(round(frac * int(total_steps)))
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, conf: Dict[str, Any], total_steps: int):
     """A ``LambdaLR`` following :func:`lr_factor`; its state_dict holds only numbers."""
     name = str(conf.get("name", "constant"))
-    warmup = int(conf.get("warmup_steps", 0) or 0)
+    warmup = warmup_steps_of(conf, total_steps)
     ratio = float(conf.get("min_lr_ratio", 0.0) or 0.0)
     lr_factor(0, name, warmup, total_steps, ratio)  # validate the name now
     return torch.optim.lr_scheduler.LambdaLR(

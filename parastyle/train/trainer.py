@@ -61,7 +61,7 @@ from parastyle.train.config import (ConfigError, config_differences, config_hash
 from parastyle.train.distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, default_num_threads,
                                          init_distributed)
 from parastyle.train.identity import IDENTITY_FILE, check_exp_identity, exp_identity, write_identity
-from parastyle.train.optim import build_optimizer, build_scheduler
+from parastyle.train.optim import build_optimizer, build_scheduler, warmup_steps_of
 
 logger = logging.getLogger("parastyle.train")
 
@@ -319,7 +319,7 @@ class Trainer:
             return int(v)
         confs = (list(self.config["scheduler"].values()) if is_phased(self.config["scheduler"], "scheduler")
                  else [self.config["scheduler"]])
-        return max(int(c.get("warmup_steps", 0) or 0) for c in confs)
+        return max(warmup_steps_of(c, self.total_steps) for c in confs)
 
     # ------------------------------------------------------------------ optimizers (one, or one per phase)
     def _model_phases(self, model) -> Optional[tuple]:

@@ -63,3 +63,14 @@ def test_fused_auto_matches_a_hand_written_adamw_update():
     assert not off.defaults.get("fused")
     with pytest.raises(ConfigError, match="fused"):
         build_optimizer([torch.nn.Parameter(w0.clone())], {"name": "adam", "lr": 0.01, "fused": "yes"})
+
+
+def test_warmup_fraction_is_a_share_of_the_run():
+    # 20 % of 10 steps = 2 warm-up steps: the cosine schedule of test_schedules written out by hand
+    frac = _lrs({"name": "warmup_cosine", "warmup_fraction": 0.2}, 10, 4)
+    assert frac == pytest.approx([0.05, 0.1, 0.1, 0.1 * 0.5 * (1 + math.cos(math.pi / 8))])
+    assert _lrs({"name": "constant", "warmup_fraction": 0.5}, 4, 3) == pytest.approx([0.05, 0.1, 0.1])
+    with pytest.raises(ConfigError, match="both"):
+        _lrs({"name": "constant", "warmup_steps": 3, "warmup_fraction": 0.1}, 10, 1)
+    with pytest.raises(ConfigError, match="warmup_fraction"):
+        _lrs({"name": "constant", "warmup_fraction": 1.5}, 10, 1)
