@@ -53,7 +53,9 @@ tokdec_upsample_kmeans=2       # mel frames per k-means token (one per semantic 
 lm_config=conf/lm.yaml
 lm_exps="multi asr tts lid gid asr_tokens tts_kmeans"
 lm_args=""                     # extra overrides of every LM (the per-exp overrides of lm_overrides come after)
-lm_single_steps=${lm_single_steps:-}   # train.max_steps of the single-task LMs (default: as the multitask LM)
+lm_single_steps=${lm_single_steps:-}   # train.max_steps of the single-task LMs: "" = the config's (as the multitask
+                               # LM), N = every one, or per task "asr=400 tts=300 lid=150 gid=150" (asr_tokens
+                               # takes asr's, tts_kmeans tts's; a task not named keeps the config's)
 vocoder=griffin_lim            # or a trained hifigan exp dir
 tts_max_utts=40
 eval_args=""
@@ -68,16 +70,34 @@ all_sets="${train_set} ${valid_set} ${test_set}"
 
 # the config overrides of an LM exp name
 lm_overrides() {
+    local st
     case "$1" in
         multi)      echo "" ;;
-        asr|tts|lid|gid) echo "--data.lm.tasks [$1] $(lm_steps_single)" ;;
-        asr_tokens) echo "--data.lm.tasks [asr] --data.lm.speech_input tokens $(lm_steps_single)" ;;
-        tts_kmeans) echo "--data.lm.tasks [tts] --data.lm.speech_tokens kmeans --model.num_speech_tokens ${kmeans_k} $(lm_steps_single)" ;;
+        asr|tts|lid|gid) st=$(lm_steps_single "$1") || return 1; echo "--data.sampler.weights null --data.lm.tasks [$1] ${st}" ;;
+        asr_tokens) st=$(lm_steps_single asr) || return 1; echo "--data.sampler.weights null --data.lm.tasks [asr] --data.lm.speech_input tokens ${st}" ;;
+        tts_kmeans) st=$(lm_steps_single tts) || return 1
+                    echo "--data.sampler.weights null --data.lm.tasks [tts] --data.lm.speech_tokens kmeans --model.num_speech_tokens ${kmeans_k} ${st}" ;;
         multi_kmeans) echo "--data.lm.speech_tokens kmeans --model.num_speech_tokens ${kmeans_k}" ;;
         *) echo "unknown LM exp name '$1' (multi asr tts lid gid asr_tokens tts_kmeans multi_kmeans)" >&2; return 1 ;;
     esac
 }
-lm_steps_single() { [ -n "${lm_single_steps:-}" ] && echo "--train.max_steps ${lm_single_steps}" || true; }
+# --train.max_steps of the single-task LM of task $1 from ${lm_single_steps} (nothing: the config's)
+lm_steps_single() {
+    local spec=${lm_single_steps:-} item n=""
+    [ -n "${spec}" ] || return 0
+    if [[ "${spec}" =~ ^[0-9]+$ ]]; then
+        n=${spec}
+    else
+        for item in ${spec}; do
+            if ! [[ "${item}" =~ ^(asr|tts|lid|gid)=[0-9]+$ ]]; then
+                echo "lm_single_steps: '${item}' is not <task>=<steps> (tasks asr tts lid gid) in '${spec}'" >&2
+                return 1
+            fi
+            [ "${item%%=*}" = "$1" ] && n=${item#*=}
+        done
+    fi
+    [ -z "${n}" ] || echo "--train.max_steps ${n}"
+}
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     log "stage 0: data preparation (local/data.sh)"
@@ -146,6 +166,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         rm -rf "${sem}/${s}"
         mv "${tmp}" "${sem}/${s}"
     done
+    log "stage 5: CMVN of ${sem}/${train_set} (the LM's semantic input, data.cmvn auto)"
+    python -m parastyle.bin.compute_cmvn --data "${sem}/${train_set}"
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
@@ -180,7 +202,7 @@ fi
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     sset_vocab=$(python -c "import yaml;print(yaml.safe_load(open('${sem}/${train_set}/sset/tokens.yaml'))['vocab_size'])")
     for name in ${lm_exps}; do
-        ov=$(lm_overrides "${name}")
+        ov=$(lm_overrides "${name}") || exit 1
         log "stage 8: LM exp/poly_${name} (${lm_config} ${ov})"
         # shellcheck disable=SC2086
         python -m parastyle.bin.train --config "${lm_config}" --train_data "${sem}/${train_set}" \

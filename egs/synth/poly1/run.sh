@@ -13,7 +13,10 @@ utts_per_spk=30
 seed=0
 nj=2
 lm_exps="multi asr tts lid gid asr_tokens tts_kmeans"
-lm_single_steps=""          # steps of the single-task LMs (default: conf/lm.yaml's, as the multitask LM)
+# steps of the single-task LMs: the batches of each task that the multitask LM draws (conf/lm.yaml: 1000 steps x
+# task weights asr 0.4, tts 0.3, lid 0.15, gid 0.15), so both setups give a task the same number of updates;
+# asr_tokens / tts_kmeans take asr's / tts's. "" = conf/lm.yaml's max_steps for every one.
+lm_single_steps="asr=400 tts=300 lid=150 gid=150"
 
 . ./path.sh
 if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
