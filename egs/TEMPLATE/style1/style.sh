@@ -50,6 +50,8 @@ results_md=RESULTS.md       # stage 5: table regenerated from exp/*/decode_*/res
 backbone=""                 # stages 4-6: replace the configs' encoder by a registered one at its default size
                             # (cnn | lstm | qformer | transformer | tdnn); exp dirs get the suffix _<backbone>
 backbones=""                # stages 4-6: several backbones in turn ("cnn lstm qformer transformer"): methods x backbones
+backbone_train_args=""      # stage 4: config overrides per backbone, "<backbone>: <args>; <backbone>: <args>" (e.g.
+                            # "transformer: --optim.lr 3e-4 --scheduler.warmup_steps 200"); train_args come after them
 methods=""                  # stages 4-6: methods run in turn, conf/train_<m>.yaml -> exp/[<exp_tag>/]<m> (e.g.
                             # "egemaps_svm ce parameta"); empty = ${train_config} only (-> exp/<exp_tag or config name>)
 egemaps_args=""             # method egemaps_svm: extra arguments of parastyle.bin.egemaps_svm train (e.g. "--set classifier=logreg")
@@ -181,7 +183,17 @@ for bb in ${run_backbones:-""}; do
 tag=${base}${bb:+_${bb}}
 expdir=exp/${tag}${fold:+/${fold}}
 backbone_args=""
-if [ -n "${bb}" ]; then backbone_args="--model.encoder {\"name\":\"${bb}\"}"; fi
+if [ -n "${bb}" ]; then
+    backbone_args="--model.encoder {\"name\":\"${bb}\"}"
+    IFS=';' read -ra bb_entries <<< "${backbone_train_args}"
+    for entry in "${bb_entries[@]}"; do
+        case "${entry}" in
+            *:*) entry_bb=${entry%%:*}; entry_bb=${entry_bb//[[:space:]]/}
+                 [ "${entry_bb}" = "${bb}" ] && backbone_args="${backbone_args} ${entry#*:}" ;;
+            *[![:space:]]*) log "error: backbone_train_args entry '${entry}' is not '<backbone>: <args>'"; exit 1 ;;
+        esac
+    done
+fi
 
 if [ "${method}" = egemaps_svm ]; then
     egemaps_conf=""

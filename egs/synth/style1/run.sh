@@ -14,6 +14,9 @@ split_args="--dev 0.1 --test 0.15"   # fractions of the speakers
 feats_conf=conf/feats.yaml
 methods="egemaps_svm ce clap_objective parameta_nometa parameta"   # conf/train_<method>.yaml (egemaps_svm: the
                             # eGeMAPS + linear SVM baseline, no config), trained and scored in turn
+backbone_train_args="transformer: --optim.lr 3e-4 --scheduler.warmup_steps 200 --train.amp bf16"
+                            # with --backbone(s): the 12-layer post-norm Transformer does not train at lr 1e-3
+                            # (RESULTS.md); bf16 autocast where the CPU has it (float32 otherwise, with a warning)
 
 . ./path.sh
 if [ -f ./cmd.sh ]; then . ./cmd.sh; fi
@@ -25,4 +28,5 @@ passthrough=true . utils/parse_options.sh   # options run.sh does not define go 
     --split_args "${split_args}" \
     --feats_conf "${feats_conf}" \
     --methods "${methods}" \
+    --backbone_train_args "${backbone_train_args}" \
     "$@"
