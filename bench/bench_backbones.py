@@ -184,10 +184,12 @@ def exp_step_rate(args) -> None:
             for b in batches:
                 if "captions" in b:
                     model.text_encoder(list(b["captions"]))
+    amp = config["train"].get("amp") or "none"                 # as the trainer ran it (bf16: autocast)
     walls, cpus, n = [], [], 0
     for i, b in enumerate(batches):
         t0, c0 = time.perf_counter(), time.process_time()
-        out = model(b)
+        with autocast(torch.device("cpu"), "bf16" if amp == "bf16" else "none"):
+            out = model(b)
         opt.zero_grad(set_to_none=True)
         sum(out["losses"].values()).backward()
         opt.step()
@@ -197,7 +199,7 @@ def exp_step_rate(args) -> None:
             n += len(b["utt_ids"])
     print(f"{exp}: {len(walls)} steps, {n / len(walls):.1f} utterances per batch; pure model step: "
           f"{n / sum(walls):.1f} utt/s (wall), {statistics.mean(cpus):.3f} CPU s per step, "
-          f"{torch.get_num_threads()} thread(s)")
+          f"{torch.get_num_threads()} thread(s), amp {amp}")
 
 
 def row(name: str, args) -> str:
