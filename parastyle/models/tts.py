@@ -9,6 +9,12 @@ phones --embedding + style--> FFT encoder ``h`` (B, N, H)
     under the MAS durations, normalised by the config's mean/std; the targets (training) or the
     predictions (inference) are embedded (1-D conv, FastPitch) and added to ``h``;
   - length regulation repeats ``h`` by the durations; an FFT decoder predicts the log-mel (L1 loss).
+    Options that make the small CPU model learn faster: ``phone_position`` adds to every frame a
+    linear embedding of its relative position in its phone and the phone's log-duration (frames of
+    one phone are otherwise identical decoder inputs); ``decoder_residual`` makes the decoder
+    predict the residual over the aligned prior means ``mu`` (the per-phone mel estimate the
+    alignment already learns); ``postnet_layers > 0`` adds a residual conv postnet (Tacotron 2 /
+    FastSpeech 2) with its own L1 loss (``loss_weights.postnet``).
 Style: ``style.type: vector`` -> ``LayerNorm + Linear`` of the style vector to ``cond_dim`` channels
 (the ParaMETA authors' conditioning); ``speaker`` -> a speaker embedding table of the training speakers.
 The conditioning is added to the phone embeddings and applied by FiLM in every FFT block and
@@ -27,9 +33,9 @@ from torch import nn
 
 from parastyle.fileio import DataError
 from parastyle.models import MODELS
-from parastyle.nn.tts_blocks import (FFTStack, StyleConditioner, VariancePredictor, average_by_duration,
-                                     gaussian_log_likelihood, length_regulate, monotonic_alignment,
-                                     sequence_mask)
+from parastyle.nn.tts_blocks import (ConvPostnet, FFTStack, StyleConditioner, VariancePredictor,
+                                     alignment_from_durations, average_by_duration, gaussian_log_likelihood,
+                                     monotonic_alignment, phone_position_features, sequence_mask)
 
 LOG_ENERGY_FLOOR = 1e-4
 
@@ -50,14 +56,16 @@ class FastSpeechStyle(nn.Module):
                  speakers: Optional[Sequence[str]] = None, variance_filter: int = 256, variance_kernel: int = 3,
                  mel_mean: float = -6.0, mel_std: float = 2.5, pitch_mean: float = 5.3, pitch_std: float = 0.35,
                  energy_mean: float = 1.0, energy_std: float = 2.0,
-                 loss_weights: Optional[Mapping[str, float]] = None):
+                 loss_weights: Optional[Mapping[str, float]] = None, decoder_residual: bool = False,
+                 phone_position: bool = False, postnet_layers: int = 0, postnet_channels: int = 256,
+                 postnet_kernel: int = 5):
         super().__init__()
         if style_type not in ("vector", "speaker"):
             raise ValueError(f"fastspeech_style: style.type must be vector or speaker, got {style_type!r}")
         self.n_mels, self.hidden, self.style_type = int(n_mels), int(hidden), style_type
         self.norm = dict(mel=(float(mel_mean), float(mel_std)), pitch=(float(pitch_mean), float(pitch_std)),
                          energy=(float(energy_mean), float(energy_std)))
-        weights = {"mel": 1.0, "prior": 1.0, "duration": 1.0, "pitch": 1.0, "energy": 1.0}
+        weights = {"mel": 1.0, "prior": 1.0, "duration": 1.0, "pitch": 1.0, "energy": 1.0, "postnet": 1.0}
         unknown = set(loss_weights or {}) - set(weights)
         if unknown:
             raise ValueError(f"fastspeech_style: unknown loss_weights {sorted(unknown)} (known: {sorted(weights)})")
@@ -85,6 +93,10 @@ class FastSpeechStyle(nn.Module):
         self.energy_embed = nn.Conv1d(1, hidden, 3, padding=1)
         self.decoder = FFTStack(hidden, filter_size, heads, decoder_layers, kernel_size, dropout, cond_dim)
         self.mel_out = nn.Linear(hidden, n_mels)
+        self.decoder_residual = bool(decoder_residual)
+        self.position = nn.Linear(2, hidden) if phone_position else None
+        self.postnet = (ConvPostnet(n_mels, int(postnet_channels), int(postnet_layers), int(postnet_kernel), dropout)
+                        if int(postnet_layers) > 0 else None)
 
     @classmethod
     def from_config(cls, conf: Mapping[str, Any], task) -> "FastSpeechStyle":
@@ -125,6 +137,13 @@ class FastSpeechStyle(nn.Module):
         x = self.embed(phones) * math.sqrt(self.hidden) + self.cond_to_hidden(cond).unsqueeze(1)
         return self.encoder(x, phone_mask, cond)
 
+    @staticmethod
+    def _log_likelihood(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """Alignment scores in float32 even under bf16 autocast: ``|y|^2 - 2 y.mu + |mu|^2`` of 80-bin frames
+        cancels to a few units out of hundreds, below bfloat16's resolution."""
+        with torch.autocast(y.device.type, enabled=False):
+            return gaussian_log_likelihood(y.float(), mu.float())
+
     def _norm(self, kind: str, x: torch.Tensor) -> torch.Tensor:
         m, s = self.norm[kind]
         return (x - m) / s
@@ -152,11 +171,27 @@ class FastSpeechStyle(nn.Module):
         ee = self.energy_embed(energy.unsqueeze(1)).transpose(1, 2)
         return (h + pe + ee) * m
 
-    def decode(self, h: torch.Tensor, durations: torch.Tensor, cond: torch.Tensor, max_frames: Optional[int] = None):
-        frames, lens = length_regulate(h, durations, max_frames)
+    def decode(self, h: torch.Tensor, durations: torch.Tensor, cond: torch.Tensor, max_frames: Optional[int] = None,
+               mu: Optional[torch.Tensor] = None):
+        """Normalised log-mel ``(B, T, n_mels)`` before and after the postnet (the same tensor without
+        one), frame lengths, frame mask. ``decoder_residual``: the decoder predicts the residual over
+        the aligned prior means ``mu`` (the alignment's per-phone mel estimate); ``phone_position``
+        adds a linear embedding of each frame's relative position in its phone and the phone's
+        log-duration to the regulated states."""
+        attn = alignment_from_durations(durations, max_frames)                    # (B, T, N)
+        frames, lens = torch.bmm(attn, h), durations.long().sum(1)
         fmask = sequence_mask(lens, frames.shape[1])
-        out = self.mel_out(self.decoder(frames, fmask, cond)) * fmask.unsqueeze(-1).to(frames.dtype)
-        return out, lens, fmask
+        m = fmask.unsqueeze(-1).to(frames.dtype)
+        if self.position is not None:
+            frames = frames + self.position(phone_position_features(durations, attn)) * m
+        out = self.mel_out(self.decoder(frames, fmask, cond))
+        if self.decoder_residual:
+            if mu is None:
+                raise ValueError("fastspeech_style with decoder_residual needs the prior means mu")
+            out = out + torch.bmm(attn, mu)
+        out = out * m
+        post = out if self.postnet is None else (out + self.postnet(out, fmask)) * m
+        return out, post, lens, fmask
 
     @torch.no_grad()
     def align(self, batch: Mapping[str, Any]) -> torch.Tensor:
@@ -165,7 +200,7 @@ class FastSpeechStyle(nn.Module):
         cond = self.condition(batch)
         h = self.encode(batch["phones"], pmask, cond)
         y = self._norm("mel", batch["feats"])
-        path = monotonic_alignment(gaussian_log_likelihood(y, self.mu(h)), pmask, batch["mask"])
+        path = monotonic_alignment(self._log_likelihood(y, self.mu(h)), pmask, batch["mask"])
         return path.sum(-1).long()
 
     # ------------------------------------------------------------------ training
@@ -177,7 +212,7 @@ class FastSpeechStyle(nn.Module):
         cond = self.condition(batch)
         h = self.encode(phones, pmask, cond)
         mu = self.mu(h)
-        path = monotonic_alignment(gaussian_log_likelihood(y, mu), pmask, fmask)     # (B, N, T)
+        path = monotonic_alignment(self._log_likelihood(y, mu), pmask, fmask)        # (B, N, T)
         durations = path.sum(-1).long()
         mu_y = torch.bmm(path.transpose(1, 2), mu)                                     # (B, T, D)
         prior = _masked_mean(0.5 * ((y - mu_y) ** 2 + math.log(2 * math.pi)), fmask)
@@ -189,14 +224,18 @@ class FastSpeechStyle(nn.Module):
         pitch_loss = _masked_mean((p_pred - p_tgt) ** 2, pmask)
         energy_loss = _masked_mean((e_pred - e_tgt) ** 2, pmask)
         hv = self._add_variance(h, p_tgt, e_tgt, pmask)
-        mel, _, _ = self.decode(hv, durations, cond, max_frames=y.shape[1])
+        mel, post, _, _ = self.decode(hv, durations, cond, max_frames=y.shape[1], mu=mu)
         mel_l1 = _masked_mean((mel - y).abs(), fmask)
         w = self.loss_weights
         losses = {"mel": w["mel"] * mel_l1, "prior": w["prior"] * prior, "duration": w["duration"] * dur_loss,
                   "pitch": w["pitch"] * pitch_loss, "energy": w["energy"] * energy_loss}
+        post_l1 = mel_l1
+        if self.postnet is not None:
+            post_l1 = _masked_mean((post - y).abs(), fmask)
+            losses["postnet"] = w["postnet"] * post_l1
         with torch.no_grad():
             d_pred = torch.clamp(torch.round(torch.expm1(logd_pred)), min=1)
-            metrics = {"mel_l1": mel_l1.detach() * self.norm["mel"][1],
+            metrics = {"mel_l1": post_l1.detach() * self.norm["mel"][1],
                        "dur_mae": _masked_mean((d_pred - durations.to(d_pred.dtype)).abs(), pmask)}
         return {"losses": losses, "metrics": metrics}
 
@@ -235,6 +274,6 @@ class FastSpeechStyle(nn.Module):
         if temperature_pitch > 0:
             p = p + noise(temperature_pitch) * pmask.to(p.dtype)
         hv = self._add_variance(h, p, e, pmask)
-        mel, lens, fmask = self.decode(hv, durations, cond, max_frames)
+        _, mel, lens, fmask = self.decode(hv, durations, cond, max_frames, mu=self.mu(h))
         mel = self._denorm("mel", mel) * fmask.unsqueeze(-1).to(mel.dtype)
         return {"mel": mel, "mel_lens": lens, "durations": durations, "pitch": p, "energy": e}

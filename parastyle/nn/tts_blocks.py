@@ -154,6 +154,54 @@ def length_regulate(h: torch.Tensor, durations: torch.Tensor, max_frames: Option
     return torch.bmm(attn, h), durations.long().sum(1)
 
 
+def phone_position_features(durations: torch.Tensor, attn: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-frame position in its phone ``(B, T, 2)`` from integer ``durations (B, N)``: the relative
+    position ``(k + 0.5) / d - 0.5`` of the frame (k-th of d frames of its phone, in ``(-0.5, 0.5)``) and
+    ``log(d)``; zero on frames past the utterance. ``attn`` is ``alignment_from_durations(durations, T)``."""
+    d = durations.long()
+    if attn is None:
+        attn = alignment_from_durations(d)
+    df = d.to(attn.dtype)
+    starts = (torch.cumsum(d, dim=1) - d).to(attn.dtype)
+    d_t = torch.bmm(attn, df.unsqueeze(-1)).squeeze(-1)                     # (B, T)
+    s_t = torch.bmm(attn, starts.unsqueeze(-1)).squeeze(-1)
+    t = torch.arange(attn.shape[1], device=attn.device, dtype=attn.dtype)[None, :]
+    valid = d_t > 0
+    rel = torch.where(valid, (t - s_t + 0.5) / d_t.clamp(min=1) - 0.5, torch.zeros_like(d_t))
+    logd = torch.where(valid, torch.log(d_t.clamp(min=1)), torch.zeros_like(d_t))
+    return torch.stack([rel, logd], dim=-1)
+
+
+class ConvPostnet(nn.Module):
+    """Residual conv postnet (Tacotron 2 / FastSpeech 2, without batch norm so padding cannot leak):
+    ``layers`` 1-D convolutions over frames, tanh and dropout between them; ``(B, T, D) -> (B, T, D)``,
+    zero on padded frames. The last convolution starts at zero (the postnet starts as the identity
+    of its caller's residual sum)."""
+
+    def __init__(self, n_mels: int, channels: int, layers: int, kernel_size: int = 5, dropout: float = 0.1):
+        super().__init__()
+        if layers < 2:
+            raise ValueError(f"ConvPostnet needs at least 2 layers, got {layers}")
+        if kernel_size % 2 != 1:
+            raise ValueError(f"ConvPostnet kernel_size must be odd, got {kernel_size}")
+        dims = [n_mels] + [channels] * (layers - 1) + [n_mels]
+        self.convs = nn.ModuleList(nn.Conv1d(a, b, kernel_size, padding=kernel_size // 2)
+                                   for a, b in zip(dims[:-1], dims[1:]))
+        nn.init.zeros_(self.convs[-1].weight)
+        nn.init.zeros_(self.convs[-1].bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(1).to(x.dtype)
+        y = x.transpose(1, 2) * m
+        for i, conv in enumerate(self.convs):
+            y = conv(y)
+            if i < len(self.convs) - 1:
+                y = self.drop(torch.tanh(y))
+            y = y * m
+        return y.transpose(1, 2)
+
+
 def gaussian_log_likelihood(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     """``log N(y_t; mu_n, I)`` for every frame/phone pair: ``y (B, T, D)``, ``mu (B, N, D)`` -> ``(B, N, T)``."""
     d = y.shape[-1]

@@ -9,9 +9,9 @@ import torch
 from parastyle.fileio import DataError
 from parastyle.models.task import TaskInfo
 from parastyle.models.tts import FastSpeechStyle
-from parastyle.nn.tts_blocks import (StyleConditioner, alignment_from_durations, average_by_duration,
+from parastyle.nn.tts_blocks import (ConvPostnet, StyleConditioner, alignment_from_durations, average_by_duration,
                                      gaussian_log_likelihood, length_regulate, monotonic_alignment,
-                                     sequence_mask)
+                                     phone_position_features, sequence_mask)
 
 
 def slow_mas(score):
@@ -121,14 +121,14 @@ def test_style_conditioner_is_layernorm_then_linear():
     torch.testing.assert_close(c(x), ref.T + c.proj.bias, atol=1e-5, rtol=1e-5)
 
 
-def tiny_model(tmp_path, style_type="vector", speakers=None):
+def tiny_model(tmp_path, style_type="vector", speakers=None, **extra):
     lang = tmp_path / "lang"
     lang.mkdir(exist_ok=True)
     (lang / "phones.txt").write_text("\n".join(["<pad>", "<blank>", "<en>", "|", "a", "b", "c", "d"]) + "\n")
     task = TaskInfo(feat_dim=8, speakers=speakers or ["s1", "s2"], lang_dir=str(lang))
     conf = dict(hidden=16, filter_size=32, heads=2, encoder_layers=2, decoder_layers=1, kernel_size=3,
                 dropout=0.1, cond_dim=8, variance_filter=16, mel_mean=0.0, mel_std=1.0,
-                style={"type": style_type, "dim": 6})
+                style={"type": style_type, "dim": 6}, **extra)
     torch.manual_seed(0)
     return FastSpeechStyle.from_config(conf, task)
 
@@ -159,8 +159,15 @@ def _slice(batch, i, lp, lt):
             "style": batch["style"][i:i + 1], "speakers": batch["speakers"][i:i + 1], "labels": {}}
 
 
-def test_padding_does_not_change_outputs(tmp_path):
-    model = tiny_model(tmp_path).eval()
+FAST_OPTIONS = dict(decoder_residual=True, phone_position=True, postnet_layers=3, postnet_channels=12,
+                    postnet_kernel=5)
+
+
+@pytest.mark.parametrize("options", [{}, FAST_OPTIONS], ids=["plain", "residual_position_postnet"])
+def test_padding_does_not_change_outputs(tmp_path, options):
+    model = tiny_model(tmp_path, **options).eval()
+    if model.postnet is not None:       # a trained postnet (its last conv starts at zero)
+        torch.nn.init.normal_(model.postnet.convs[-1].weight, 0, 0.3)
     batch = make_batch([7, 4], [20, 11], pad_p=9, pad_t=25)
     # garbage in padded positions must not matter
     batch["feats"][1, 11:] = 50.0
@@ -252,3 +259,92 @@ def test_speaker_table_and_bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="phones.txt"):
         FastSpeechStyle.from_config({"hidden": 16}, TaskInfo(feat_dim=8, lang_dir=str(tmp_path / "empty")))
+
+
+def test_phone_position_features_against_loop():
+    d = torch.tensor([[3, 1, 2, 0], [2, 2, 0, 0]])
+    feats = phone_position_features(d, alignment_from_durations(d, 8))
+    assert feats.shape == (2, 8, 2)
+    for b in range(2):
+        t = 0
+        for n in range(4):
+            for k in range(int(d[b, n])):
+                assert float(feats[b, t, 0]) == pytest.approx((k + 0.5) / int(d[b, n]) - 0.5)
+                assert float(feats[b, t, 1]) == pytest.approx(math.log(int(d[b, n])))
+                t += 1
+        assert feats[b, t:].abs().sum() == 0          # frames past the utterance
+    torch.testing.assert_close(phone_position_features(d)[:, :6], feats[:, :6])
+
+
+def test_conv_postnet_against_loop_and_padding():
+    torch.manual_seed(1)
+    net = ConvPostnet(4, 6, 3, kernel_size=3, dropout=0.0).eval()
+    assert all(float(p.detach().abs().sum()) == 0 for p in net.convs[-1].parameters())   # starts at zero
+    for p in net.parameters():
+        torch.nn.init.normal_(p, 0, 0.5)
+    x = torch.randn(1, 7, 4)
+    mask = torch.ones(1, 7, dtype=torch.bool)
+    # reference: explicit convolution sums with zero padding
+    y = x[0].T.clone()                                           # (C, T)
+    for i, conv in enumerate(net.convs):
+        w, bias = conv.weight.detach(), conv.bias.detach()
+        out = torch.zeros(w.shape[0], y.shape[1])
+        for t in range(y.shape[1]):
+            for j in range(3):
+                s = t + j - 1
+                if 0 <= s < y.shape[1]:
+                    out[:, t] += w[:, :, j] @ y[:, s]
+            out[:, t] += bias
+        y = torch.tanh(out) if i < len(net.convs) - 1 else out
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, mask)[0], y.T, atol=1e-5, rtol=1e-5)
+        padded = torch.cat([x, torch.full((1, 3, 4), 9.0)], 1)
+        pm = torch.tensor([[True] * 7 + [False] * 3])
+        o = net(padded, pm)
+        torch.testing.assert_close(o[0, :7], y.T, atol=1e-5, rtol=1e-5)
+        assert o[0, 7:].abs().sum() == 0
+
+
+def test_decoder_residual_adds_the_aligned_prior_means(tmp_path):
+    model = tiny_model(tmp_path, decoder_residual=True).eval()
+    torch.nn.init.zeros_(model.mel_out.weight)
+    torch.nn.init.zeros_(model.mel_out.bias)
+    batch = make_batch([5], [13], seed=2)
+    d = torch.tensor([[3, 2, 4, 1, 3]])
+    with torch.no_grad():
+        out = model.infer(batch["phones"], batch["phone_lens"], style=batch["style"], durations=d)
+        pm = torch.ones(1, 5, dtype=torch.bool)
+        mu = model.mu(model.encode(batch["phones"], pm, model.condition(batch)))[0]
+    ref = torch.cat([mu[n].expand(int(d[0, n]), -1) for n in range(5)])          # repeat by hand
+    m, s = model.norm["mel"]
+    torch.testing.assert_close(out["mel"][0], ref * s + m, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_options_train_and_report_postnet_loss(tmp_path):
+    model = tiny_model(tmp_path, **FAST_OPTIONS)
+    batch = make_batch([6, 5], [18, 14], seed=4)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        out = model(batch)
+        loss = sum(out["losses"].values())
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert set(out["losses"]) == {"mel", "prior", "duration", "pitch", "energy", "postnet"}
+    assert float(loss.detach()) < 0.7 * first
+    # the reported mel_l1 is the postnet output's, in raw log-mel units
+    assert float(out["metrics"]["mel_l1"]) == pytest.approx(float(out["losses"]["postnet"].detach()) * model.norm["mel"][1])
+
+
+def test_alignment_scores_stay_float32_under_bf16_autocast(tmp_path):
+    model = tiny_model(tmp_path)
+    g = torch.Generator().manual_seed(3)
+    y = torch.randn(2, 30, 80, generator=g) * 3
+    mu = (y[:, ::3] + 0.01 * torch.randn(2, 10, 80, generator=g)).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lp = model._log_likelihood(y, mu)
+    assert lp.dtype == torch.float32
+    ref = -0.5 * ((y[:, None, :, :].double() - mu.double()[:, :, None, :]) ** 2).sum(-1) - 40 * math.log(2 * math.pi)
+    torch.testing.assert_close(lp.double(), ref, atol=1e-2, rtol=1e-5)
