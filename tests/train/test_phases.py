@@ -102,9 +102,11 @@ def reference_run(conf, train, lang, steps, joint_clip=False):
     model = ToyGAN(task.feat_dim)
     torch.manual_seed(seed + 1)
     oc = conf["optim"]
+    # the fused update, as the trainer's default optim.fused=auto picks on the CPU (tests/train/test_optim.py
+    # checks that update against AdamW written out); bitwise equality needs the same kernel
     opts = {"discriminator": torch.optim.AdamW(model.disc.parameters(), lr=LR_D, betas=(0.8, 0.99), eps=1e-9,
-                                               weight_decay=0.01),
-            "generator": torch.optim.Adam(model.gen.parameters(), lr=LR_G, betas=(0.5, 0.9), eps=1e-8)}
+                                               weight_decay=0.01, fused=True),
+            "generator": torch.optim.Adam(model.gen.parameters(), lr=LR_G, betas=(0.5, 0.9), eps=1e-8, fused=True)}
     assert oc["discriminator"]["lr"] == LR_D and oc["generator"]["lr"] == LR_G
     loader = build_dataloader(conf, train, task=task, train=True)
     sampler, dataset = loader.batch_sampler, loader.dataset
@@ -241,10 +243,10 @@ def test_phased_yaml_config(tmp_path):
         "scheduler": {"name": "constant"}}))
     conf = load_config(p, ["--optim.discriminator.lr", "3e-4"])
     assert conf["optim"]["generator"] == {"name": "adamw", "lr": 2.0e-4, "weight_decay": 0.0,
-                                          "betas": [0.8, 0.99], "eps": 1.0e-9}
+                                          "betas": [0.8, 0.99], "eps": 1.0e-9, "fused": "auto"}
     assert conf["optim"]["discriminator"]["lr"] == pytest.approx(3e-4)
     assert conf["optim"]["discriminator"]["name"] == "adam"       # the defaults fill each phase
-    assert conf["scheduler"] == {"name": "constant", "warmup_steps": 0, "min_lr_ratio": 0.0}
+    assert conf["scheduler"] == {"name": "constant", "warmup_steps": 0, "warmup_fraction": None, "min_lr_ratio": 0.0}
     with pytest.raises(ConfigError, match="optim.lr"):
         load_config(p, ["--optim.lr", "1e-3"])
     with pytest.raises(ConfigError, match="optim.generator.lrr"):
