@@ -70,13 +70,13 @@ all_sets="${train_set} ${valid_set} ${test_set}"
 
 # the config overrides of an LM exp name
 lm_overrides() {
-    local st
+    local st single="--data.sampler.weights null"   # a single-task LM drops the multitask task weights
     case "$1" in
         multi)      echo "" ;;
-        asr|tts|lid|gid) st=$(lm_steps_single "$1") || return 1; echo "--data.sampler.weights null --data.lm.tasks [$1] ${st}" ;;
-        asr_tokens) st=$(lm_steps_single asr) || return 1; echo "--data.sampler.weights null --data.lm.tasks [asr] --data.lm.speech_input tokens ${st}" ;;
+        asr|tts|lid|gid) st=$(lm_steps_single "$1") || return 1; echo "${single} --data.lm.tasks [$1] ${st}" ;;
+        asr_tokens) st=$(lm_steps_single asr) || return 1; echo "${single} --data.lm.tasks [asr] --data.lm.speech_input tokens ${st}" ;;
         tts_kmeans) st=$(lm_steps_single tts) || return 1
-                    echo "--data.sampler.weights null --data.lm.tasks [tts] --data.lm.speech_tokens kmeans --model.num_speech_tokens ${kmeans_k} ${st}" ;;
+                    echo "${single} --data.lm.tasks [tts] --data.lm.speech_tokens kmeans --model.num_speech_tokens ${kmeans_k} ${st}" ;;
         multi_kmeans) echo "--data.lm.speech_tokens kmeans --model.num_speech_tokens ${kmeans_k}" ;;
         *) echo "unknown LM exp name '$1' (multi asr tts lid gid asr_tokens tts_kmeans multi_kmeans)" >&2; return 1 ;;
     esac
