@@ -196,12 +196,23 @@ def _f0s(table: Mapping[str, str], sample_rate: Optional[int] = None) -> Dict[st
     return out
 
 
-def _asr_scores(hyps: Mapping[str, str], refs: Mapping[str, str]) -> Dict[str, float]:
+def _asr_scores(hyps: Mapping[str, str], refs: Mapping[str, str],
+                groups: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """CER / WER over the transcribed utterances with a reference text; with ``groups`` (utt -> class,
+    e.g. the language) also ``by_<class>`` rows, so one language's failures are not hidden in the mean."""
     utts = sorted(u for u in refs if u in hyps)
     if not utts:
         raise DataError("no transcribed utterance has a reference text")
     r, h = [refs[u] for u in utts], [hyps[u] for u in utts]
-    return {"cer": cer(r, h), "wer": wer(r, h), "n": len(utts)}
+    out: Dict[str, Any] = {"cer": cer(r, h), "wer": wer(r, h), "n": len(utts)}
+    if groups:
+        by: Dict[str, List[str]] = {}
+        for u in utts:
+            if u in groups:
+                by.setdefault(groups[u], []).append(u)
+        out["by_class"] = {g: {"cer": cer([refs[u] for u in us], [hyps[u] for u in us]), "n": len(us)}
+                           for g, us in sorted(by.items())}
+    return out
 
 
 def _plot_manipulated(synth: SynthDir, ref: RefData, utts: Sequence[str], path: Path) -> None:
@@ -290,12 +301,12 @@ def evaluate_tts(synth_dir, ref_data, judge, asr_judge=None, speaker_similarity:
     # --- intelligibility
     if asr is not None:
         hyps = asr.transcribe({u: synth.wav_scp[u] for u in synth.utts})
-        gen = _asr_scores(hyps, synth.text)
+        gen = _asr_scores(hyps, synth.text, synth.targets.get("language"))
         refs_used = sorted({synth.ref[u] for u in synth.utts if u in synth.ref and synth.ref[u] in ref.wav_scp})
         gt_table = {r: ref.wav_scp[r] for r in refs_used} if refs_used else dict(ref.wav_scp)
         gt_hyps = asr.transcribe(gt_table)
-        gt = _asr_scores(gt_hyps, {u: ref.text[u] for u in gt_table if u in ref.text})
-        metrics["intelligibility"] = {"generated": gen, "ground_truth": gt,
+        gt = _asr_scores(gt_hyps, {u: ref.text[u] for u in gt_table if u in ref.text}, ref.labels.get("language"))
+        metrics["intelligibility"] = {"by_class_of": "language" if "by_class" in gen else None, "generated": gen, "ground_truth": gt,
                                       "cer_ratio": gen["cer"] / gt["cer"] if gt["cer"] > 0 else None}
         res["_hyps"] = hyps
     # --- speaker similarity
@@ -577,10 +588,23 @@ def render_tts_tables(exp_root) -> str:
         for f, s in sorted((m.get("manipulation") or {}).items()):
             man_rows.append(f"| {r['method']} | {f} | {s['n']} | {_f(s['success'])} | {_f(s['preservation'])} | "
                             f"{_f(s.get('paper_accuracy'))} |")
+    lang_rows, langs = [], sorted({g for p in rows for g in ((json.loads(p.read_text(encoding="utf-8")).get("metrics", {})
+                                                               .get("intelligibility") or {}).get("generated", {})
+                                                              .get("by_class") or {})})
+    for p in rows:
+        r = json.loads(p.read_text(encoding="utf-8"))
+        intel = r.get("metrics", {}).get("intelligibility") or {}
+        gen, gt = (intel.get("generated") or {}).get("by_class"), (intel.get("ground_truth") or {}).get("by_class") or {}
+        if gen:
+            cells = [(f"{_f(gen[g]['cer'])} ({_f(gt[g]['cer']) if g in gt else '-'})" if g in gen else "-") for g in langs]
+            lang_rows.append(f"| {r['method']} | " + " | ".join(cells) + " |")
     if man_rows:
         out += ["", "### Manipulation (judge on the manipulated speech, %)", "",
                 "| synthesis | factor | n | success | preservation of the other factors | paper (accuracy) |",
                 "|---|---|---|---|---|---|"] + man_rows
+    if lang_rows:
+        out += ["", "### CER % by target language (GT CER of the same texts' recordings)", "",
+                "| synthesis | " + " | ".join(langs) + " |", "|---|" + "---|" * len(langs)] + lang_rows
     bon = sorted(root.glob("*/synth_*/results_best_of_n.json"))
     if bon:
         out += ["", "### Best-of-N (judge accuracy % of the chosen / random / worst candidate; CER % chosen / random)",

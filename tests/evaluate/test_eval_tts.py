@@ -51,6 +51,8 @@ def world(tmp_path_factory):
                         caption=False, tags=False)
     utts = sorted(read_kv(ref / "utt2spk"))
     write_kv(ref / "text", dict(zip(utts, SHORT)))
+    write_kv(ref / "utt2language", {u: ("de" if i % 3 == 0 else "en") for i, u in enumerate(utts)})   # not a judge factor
+    (lang / "language.txt").write_text("de\nen\n")
     write_tokens(lang / "tokens.txt", build_char_vocab(read_kv(ref / "text")))
     torch.manual_seed(0)
     judge = _train({"name": "multitask_ce", "encoder": {"name": "tdnn", "hidden": 16, "kernel_sizes": [3],
@@ -74,8 +76,9 @@ def _synth_dir(world, name="synth_test", copy_synthesis=True, style_exp="elsewhe
     if d.exists():
         shutil.rmtree(d)
     wav = read_kv(ref / "wav.scp")
-    emo, gen = read_kv(ref / "utt2emotion"), read_kv(ref / "utt2gender")
-    tables = {k: {} for k in ("wav.scp", "utt2spk", "text", "utt2prompt", "utt2ref", "utt2emotion", "utt2gender")}
+    emo, gen, lg = read_kv(ref / "utt2emotion"), read_kv(ref / "utt2gender"), read_kv(ref / "utt2language")
+    tables = {k: {} for k in ("wav.scp", "utt2spk", "text", "utt2prompt", "utt2ref", "utt2emotion", "utt2gender",
+                              "utt2language")}
     spk = read_kv(ref / "utt2spk")
     text = read_kv(ref / "text")
     for i, u in enumerate(utts[:6]):
@@ -84,6 +87,7 @@ def _synth_dir(world, name="synth_test", copy_synthesis=True, style_exp="elsewhe
         tables["text"][u] = text[u]
         tables["utt2ref"][u] = u
         tables["utt2gender"][u] = gen[u]
+        tables["utt2language"][u] = lg[u]
         if i < 2:
             tables["utt2prompt"][u] = f"speech {u}"
             tables["utt2emotion"][u] = emo[u]
@@ -154,6 +158,21 @@ def test_eval_tts_figures_match_independent_computation(world):
     ref_cer = cer([t["text"][u] for u in utts], [hyps[u] for u in utts])
     assert m["intelligibility"]["generated"]["cer"] == pytest.approx(ref_cer)
     assert m["intelligibility"]["ground_truth"]["cer"] == pytest.approx(ref_cer)
+    # per target language: brute-force edit distance of each language's utterances
+    def lev(a, b):
+        d = list(range(len(b) + 1))
+        for i, ca in enumerate(a, 1):
+            prev, d[0] = d[0], i
+            for j, cb in enumerate(b, 1):
+                prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (ca != cb))
+        return d[-1]
+    by = m["intelligibility"]["generated"]["by_class"]
+    assert m["intelligibility"]["by_class_of"] == "language"
+    assert set(by) == {t["utt2language"][u] for u in utts}
+    for lang, row in by.items():
+        us = [u for u in utts if t["utt2language"][u] == lang]
+        errs = sum(lev(t["text"][u], hyps[u]) for u in us)
+        assert row["n"] == len(us) and row["cer"] == pytest.approx(errs / sum(len(t["text"][u]) for u in us))
     # speaker similarity: generated = prompt recording -> 1; reference level = prompt vs the speaker's next recording
     ss = m["speaker_similarity"]
     assert ss["generated_vs_prompt"] == pytest.approx(1.0, abs=1e-5) and ss["n"] == 4
@@ -171,6 +190,8 @@ def test_eval_tts_figures_match_independent_computation(world):
     assert (d / "manipulated.png").stat().st_size > 1000
     text = md.read_text()
     assert "| copy | manipulated |" in text and "| copy | emotion | 2 |" in text
+    row = next(l for l in text.splitlines() if l.startswith("| copy | ") and l.count("|") == 4)
+    assert row == f"| copy | {100 * by['de']['cer']:.1f} ({100 * by['de']['cer']:.1f}) | {100 * by['en']['cer']:.1f} ({100 * by['en']['cer']:.1f}) |"
 
 
 def test_bad_inputs_give_clear_errors(world):
