@@ -199,7 +199,7 @@ def _f0s(table: Mapping[str, str], sample_rate: Optional[int] = None) -> Dict[st
 def _asr_scores(hyps: Mapping[str, str], refs: Mapping[str, str],
                 groups: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """CER / WER over the transcribed utterances with a reference text; with ``groups`` (utt -> class,
-    e.g. the language) also ``by_<class>`` rows, so one language's failures are not hidden in the mean."""
+    e.g. the language) also ``by_class``: CER per class, so one language's failures are not hidden in the mean."""
     utts = sorted(u for u in refs if u in hyps)
     if not utts:
         raise DataError("no transcribed utterance has a reference text")
@@ -306,7 +306,8 @@ def evaluate_tts(synth_dir, ref_data, judge, asr_judge=None, speaker_similarity:
         gt_table = {r: ref.wav_scp[r] for r in refs_used} if refs_used else dict(ref.wav_scp)
         gt_hyps = asr.transcribe(gt_table)
         gt = _asr_scores(gt_hyps, {u: ref.text[u] for u in gt_table if u in ref.text}, ref.labels.get("language"))
-        metrics["intelligibility"] = {"by_class_of": "language" if "by_class" in gen else None, "generated": gen, "ground_truth": gt,
+        metrics["intelligibility"] = {"by_class_of": "language" if "by_class" in gen else None,
+                                      "generated": gen, "ground_truth": gt,
                                       "cer_ratio": gen["cer"] / gt["cer"] if gt["cer"] > 0 else None}
         res["_hyps"] = hyps
     # --- speaker similarity
@@ -566,7 +567,7 @@ def render_tts_tables(exp_root) -> str:
            "| synthesis | prompt | vocoder | n | " + " | ".join(f"{f} acc (GT)" for f in factors)
            + " | CER (GT CER) | SECS (same-speaker ref) | MCD dB |",
            "|---|---|---|---|" + "---|" * len(factors) + "---|---|---|"]
-    man_rows = []
+    man_rows, by_lang = [], []
     for p in rows:
         r = json.loads(p.read_text(encoding="utf-8"))
         m = r.get("metrics", {})
@@ -574,6 +575,8 @@ def render_tts_tables(exp_root) -> str:
         gt = acc.get("ground_truth", {})
         intel = m.get("intelligibility") or {}
         cer = (f"{_f(intel['generated']['cer'])} ({_f(intel['ground_truth']['cer'])})" if intel else "-")
+        if intel.get("generated", {}).get("by_class"):
+            by_lang.append((r["method"], intel["generated"]["by_class"], intel["ground_truth"].get("by_class") or {}))
         ss = m.get("speaker_similarity") or {}
         secs = (f"{_f(ss.get('generated_vs_prompt'), False)} ({_f(ss.get('prompt_vs_same_speaker'), False)})"
                 if ss else "-")
@@ -588,16 +591,10 @@ def render_tts_tables(exp_root) -> str:
         for f, s in sorted((m.get("manipulation") or {}).items()):
             man_rows.append(f"| {r['method']} | {f} | {s['n']} | {_f(s['success'])} | {_f(s['preservation'])} | "
                             f"{_f(s.get('paper_accuracy'))} |")
-    lang_rows, langs = [], sorted({g for p in rows for g in ((json.loads(p.read_text(encoding="utf-8")).get("metrics", {})
-                                                               .get("intelligibility") or {}).get("generated", {})
-                                                              .get("by_class") or {})})
-    for p in rows:
-        r = json.loads(p.read_text(encoding="utf-8"))
-        intel = r.get("metrics", {}).get("intelligibility") or {}
-        gen, gt = (intel.get("generated") or {}).get("by_class"), (intel.get("ground_truth") or {}).get("by_class") or {}
-        if gen:
-            cells = [(f"{_f(gen[g]['cer'])} ({_f(gt[g]['cer']) if g in gt else '-'})" if g in gen else "-") for g in langs]
-            lang_rows.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+    langs = sorted({g for _, gen, _ in by_lang for g in gen})
+    lang_rows = [f"| {method} | " + " | ".join((f"{_f(gen[g]['cer'])} ({_f(gt[g]['cer']) if g in gt else '-'})"
+                                               if g in gen else "-") for g in langs) + " |"
+                 for method, gen, gt in by_lang]
     if man_rows:
         out += ["", "### Manipulation (judge on the manipulated speech, %)", "",
                 "| synthesis | factor | n | success | preservation of the other factors | paper (accuracy) |",
