@@ -15,6 +15,11 @@ phones --embedding + style--> FFT encoder ``h`` (B, N, H)
     predict the residual over the aligned prior means ``mu`` (the per-phone mel estimate the
     alignment already learns); ``postnet_layers > 0`` adds a residual conv postnet (Tacotron 2 /
     FastSpeech 2) with its own L1 loss (``loss_weights.postnet``).
+Adversarial training (``adversarial: {weight, fm_weight, segment_frames, channels}``, off by default):
+a patch discriminator over random log-mel segments (:class:`parastyle.nn.tts_blocks.MelPatchDiscriminator`)
+against the over-smoothing of an L1-trained mel; the model then declares the trainer's two phases
+(``discriminator``, ``generator``; one optimizer each) and adds LSGAN and feature-matching losses to
+the generator's reconstruction losses (see :meth:`FastSpeechStyle.forward`).
 Style: ``style.type: vector`` -> ``LayerNorm + Linear`` of the style vector to ``cond_dim`` channels
 (the ParaMETA authors' conditioning); ``speaker`` -> a speaker embedding table of the training speakers.
 The conditioning is added to the phone embeddings and applied by FiLM in every FFT block and
@@ -33,9 +38,11 @@ from torch import nn
 
 from parastyle.fileio import DataError
 from parastyle.models import MODELS
-from parastyle.nn.tts_blocks import (ConvPostnet, FFTStack, StyleConditioner, VariancePredictor,
-                                     alignment_from_durations, average_by_duration, gaussian_log_likelihood,
-                                     monotonic_alignment, phone_position_features, sequence_mask)
+from parastyle.nn.hifigan import discriminator_loss, feature_matching_loss, generator_adversarial_loss
+from parastyle.nn.tts_blocks import (ConvPostnet, FFTStack, MelPatchDiscriminator, StyleConditioner,
+                                     VariancePredictor, alignment_from_durations, average_by_duration,
+                                     gaussian_log_likelihood, monotonic_alignment, phone_position_features,
+                                     random_segments, sequence_mask)
 
 LOG_ENERGY_FLOOR = 1e-4
 
@@ -58,7 +65,7 @@ class FastSpeechStyle(nn.Module):
                  energy_mean: float = 1.0, energy_std: float = 2.0,
                  loss_weights: Optional[Mapping[str, float]] = None, decoder_residual: bool = False,
                  phone_position: bool = False, postnet_layers: int = 0, postnet_channels: int = 256,
-                 postnet_kernel: int = 5):
+                 postnet_kernel: int = 5, adversarial: Optional[Mapping[str, Any]] = None):
         super().__init__()
         if style_type not in ("vector", "speaker"):
             raise ValueError(f"fastspeech_style: style.type must be vector or speaker, got {style_type!r}")
@@ -97,6 +104,30 @@ class FastSpeechStyle(nn.Module):
         self.position = nn.Linear(2, hidden) if phone_position else None
         self.postnet = (ConvPostnet(n_mels, int(postnet_channels), int(postnet_layers), int(postnet_kernel), dropout)
                         if int(postnet_layers) > 0 else None)
+        self.discriminator = None
+        if adversarial:
+            adv = {"weight": 1.0, "fm_weight": 2.0, "segment_frames": 64, "channels": [32, 64, 128, 128]}
+            unknown = set(adversarial) - set(adv)
+            if unknown:
+                raise ValueError(f"fastspeech_style: unknown adversarial keys {sorted(unknown)} (known: {sorted(adv)})")
+            adv.update(adversarial)
+            if int(adv["segment_frames"]) < 8:
+                raise ValueError(f"fastspeech_style: adversarial.segment_frames must be >= 8, got {adv['segment_frames']}")
+            self.discriminator = MelPatchDiscriminator(adv["channels"])
+            self.adv_weight, self.fm_weight = float(adv["weight"]), float(adv["fm_weight"])
+            self.segment_frames = int(adv["segment_frames"])
+            self.train_phases = ("discriminator", "generator")
+
+    def phase_parameters(self, phase: str) -> List[nn.Parameter]:
+        """Adversarial training: the discriminator's parameters, or every other one (the generator)."""
+        if self.discriminator is None:
+            raise ValueError("fastspeech_style without model.adversarial trains in one phase")
+        d_ids = {id(p) for p in self.discriminator.parameters()}
+        if phase == "discriminator":
+            return list(self.discriminator.parameters())
+        if phase == "generator":
+            return [p for p in self.parameters() if id(p) not in d_ids]
+        raise ValueError(f"fastspeech_style: unknown phase {phase!r}; phases are {self.train_phases}")
 
     @classmethod
     def from_config(cls, conf: Mapping[str, Any], task) -> "FastSpeechStyle":
@@ -204,7 +235,44 @@ class FastSpeechStyle(nn.Module):
         return path.sum(-1).long()
 
     # ------------------------------------------------------------------ training
-    def forward(self, batch: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+    def forward(self, batch: Mapping[str, Any], phase: Optional[str] = None,
+                cache: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+        """Reconstruction losses (``phase`` None: the one-optimizer model, and validation); with
+        ``model.adversarial`` the trainer's two phases: ``discriminator`` (LSGAN loss of the patch
+        discriminator on random ``segment_frames`` segments of the reference vs the generated log-mel,
+        both normalised; the generator's forward goes into the cache) and ``generator`` (the
+        reconstruction losses + ``weight * sum (1 - D(fake))^2`` + ``fm_weight *`` feature matching)."""
+        if phase is None:
+            return self._reconstruction(batch)[0]
+        if self.discriminator is None:
+            raise ValueError(f"fastspeech_style: phase {phase!r} needs model.adversarial")
+        if phase == "discriminator":
+            out, y, post, lens = self._reconstruction(batch)
+            size = min(self.segment_frames, int(lens.min()))
+            starts = torch.floor(torch.rand(lens.shape[0], device=lens.device) * (lens - size + 1)).long()
+            real, _ = self.discriminator(random_segments(y, lens, starts, size))
+            fake, _ = self.discriminator(random_segments(post.detach(), lens, starts, size))
+            d_loss = discriminator_loss([real], [fake])
+            metrics = {"d_real": real.float().mean().detach(), "d_fake": fake.float().mean().detach()}
+            return {"losses": {"d_loss": d_loss}, "metrics": metrics,
+                    "cache": {"out": out, "y": random_segments(y, lens, starts, size),
+                              "fake": random_segments(post, lens, starts, size)}}
+        if phase == "generator":
+            if not cache or "out" not in cache:
+                raise ValueError("fastspeech_style: the generator phase needs the discriminator phase's cache")
+            out = cache["out"]
+            fake, fake_f = self.discriminator(cache["fake"])
+            with torch.no_grad():
+                _, real_f = self.discriminator(cache["y"])
+            losses = dict(out["losses"])
+            losses["adv"] = self.adv_weight * generator_adversarial_loss([fake])
+            losses["fm"] = self.fm_weight * feature_matching_loss([real_f], [fake_f])
+            return {"losses": losses, "metrics": out["metrics"]}
+        raise ValueError(f"fastspeech_style: unknown phase {phase!r}; phases are {self.train_phases}")
+
+    def _reconstruction(self, batch: Mapping[str, Any]):
+        """``({"losses", "metrics"}, normalised reference log-mel, generated log-mel after the postnet,
+        frame lengths)``."""
         phones, plens = batch["phones"], batch["phone_lens"]
         pmask = sequence_mask(plens, phones.shape[1])
         fmask = batch["mask"]
@@ -224,7 +292,7 @@ class FastSpeechStyle(nn.Module):
         pitch_loss = _masked_mean((p_pred - p_tgt) ** 2, pmask)
         energy_loss = _masked_mean((e_pred - e_tgt) ** 2, pmask)
         hv = self._add_variance(h, p_tgt, e_tgt, pmask)
-        mel, post, _, _ = self.decode(hv, durations, cond, max_frames=y.shape[1], mu=mu)
+        mel, post, lens, _ = self.decode(hv, durations, cond, max_frames=y.shape[1], mu=mu)
         mel_l1 = _masked_mean((mel - y).abs(), fmask)
         w = self.loss_weights
         losses = {"mel": w["mel"] * mel_l1, "prior": w["prior"] * prior, "duration": w["duration"] * dur_loss,
@@ -237,7 +305,7 @@ class FastSpeechStyle(nn.Module):
             d_pred = torch.clamp(torch.round(torch.expm1(logd_pred)), min=1)
             metrics = {"mel_l1": post_l1.detach() * self.norm["mel"][1],
                        "dur_mae": _masked_mean((d_pred - durations.to(d_pred.dtype)).abs(), pmask)}
-        return {"losses": losses, "metrics": metrics}
+        return {"losses": losses, "metrics": metrics}, y, post, lens
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

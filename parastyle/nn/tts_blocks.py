@@ -202,6 +202,46 @@ class ConvPostnet(nn.Module):
         return y.transpose(1, 2)
 
 
+class MelPatchDiscriminator(nn.Module):
+    """Patch discriminator over log-mel segments ``(B, L, M)`` (time x frequency as a 2-D image):
+    ``len(channels)`` 3x3 convolutions with leaky ReLU, strides halving the frequency axis in every layer
+    and the time axis in the inner ones, then a 3x3 convolution to one score per patch. Weight norm on
+    every convolution (HiFi-GAN's discriminators). Returns ``(scores (B, L', M'), [feature maps])``."""
+
+    def __init__(self, channels=(32, 64, 128, 128), slope: float = 0.2):
+        super().__init__()
+        from torch.nn.utils.parametrizations import weight_norm
+        channels = [int(c) for c in channels]
+        if not channels or min(channels) < 1:
+            raise ValueError(f"MelPatchDiscriminator needs positive channels, got {channels}")
+        n = len(channels)
+        strides = [(2 if 0 < i < n - 1 else 1, 2) for i in range(n)]
+        dims = [1] + channels
+        self.convs = nn.ModuleList(weight_norm(nn.Conv2d(a, b, 3, stride=st, padding=1))
+                                   for a, b, st in zip(dims[:-1], dims[1:], strides))
+        self.out = weight_norm(nn.Conv2d(channels[-1], 1, 3, padding=1))
+        self.slope = float(slope)
+
+    def forward(self, x: torch.Tensor):
+        y, feats = x.unsqueeze(1), []
+        for conv in self.convs:
+            y = F.leaky_relu(conv(y), self.slope)
+            feats.append(y)
+        y = self.out(y)
+        feats.append(y)
+        return y.flatten(1), feats
+
+
+def random_segments(x: torch.Tensor, lengths: torch.Tensor, starts: torch.Tensor, size: int) -> torch.Tensor:
+    """``x (B, T, D)`` -> ``(B, size, D)``: frames ``starts[b] .. starts[b] + size - 1`` of each utterance;
+    every segment must lie inside its utterance's ``lengths[b]`` valid frames."""
+    if bool(((starts < 0) | (starts + size > lengths)).any()):
+        raise ValueError(f"segments of {size} frames at {starts.tolist()} leave utterances of "
+                         f"{lengths.tolist()} frames")
+    idx = starts[:, None] + torch.arange(size, device=x.device)[None, :]
+    return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
 def gaussian_log_likelihood(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     """``log N(y_t; mu_n, I)`` for every frame/phone pair: ``y (B, T, D)``, ``mu (B, N, D)`` -> ``(B, N, T)``."""
     d = y.shape[-1]

@@ -9,9 +9,10 @@ import torch
 from parastyle.fileio import DataError
 from parastyle.models.task import TaskInfo
 from parastyle.models.tts import FastSpeechStyle
-from parastyle.nn.tts_blocks import (ConvPostnet, StyleConditioner, alignment_from_durations, average_by_duration,
-                                     gaussian_log_likelihood, length_regulate, monotonic_alignment,
-                                     phone_position_features, sequence_mask)
+from parastyle.nn.tts_blocks import (ConvPostnet, MelPatchDiscriminator, StyleConditioner, alignment_from_durations,
+                                     average_by_duration, gaussian_log_likelihood, length_regulate,
+                                     monotonic_alignment, phone_position_features, random_segments,
+                                     sequence_mask)
 
 
 def slow_mas(score):
@@ -346,3 +347,70 @@ def test_alignment_scores_stay_float32_under_bf16_autocast(tmp_path):
     assert lp.dtype == torch.float32
     ref = -0.5 * ((y[:, None, :, :].double() - mu.double()[:, :, None, :]) ** 2).sum(-1) - 40 * math.log(2 * math.pi)
     torch.testing.assert_close(lp.double(), ref, atol=1e-2, rtol=1e-5)
+
+
+def test_random_segments_against_slicing_and_range_check():
+    x = torch.randn(3, 10, 4)
+    lens, starts = torch.tensor([10, 7, 5]), torch.tensor([2, 3, 0])
+    seg = random_segments(x, lens, starts, 4)
+    for b in range(3):
+        torch.testing.assert_close(seg[b], x[b, int(starts[b]):int(starts[b]) + 4])
+    with pytest.raises(ValueError, match="leave utterances"):
+        random_segments(x, lens, torch.tensor([2, 4, 0]), 4)        # 4 + 4 > 7 valid frames
+
+
+def test_mel_patch_discriminator_shapes_and_features():
+    d = MelPatchDiscriminator(channels=(4, 8, 8))
+    scores, feats = d(torch.randn(2, 16, 8))
+    # strides (1, 2), (2, 2), (1, 2): time 16 -> 16 -> 8 -> 8, frequency 8 -> 4 -> 2 -> 1
+    assert [tuple(f.shape) for f in feats] == [(2, 4, 16, 4), (2, 8, 8, 2), (2, 8, 8, 1), (2, 1, 8, 1)]
+    assert tuple(scores.shape) == (2, 8)
+    torch.testing.assert_close(scores, feats[-1].flatten(1))
+
+
+ADVERSARIAL = dict(adversarial={"weight": 0.5, "fm_weight": 3.0, "segment_frames": 8, "channels": [4, 8, 8]})
+
+
+def test_adversarial_phases_losses_and_parameters(tmp_path):
+    model = tiny_model(tmp_path, **FAST_OPTIONS, **ADVERSARIAL)
+    plain = tiny_model(tmp_path, **FAST_OPTIONS)
+    assert model.train_phases == ("discriminator", "generator") and not hasattr(plain, "train_phases")
+    gp, dp = model.phase_parameters("generator"), model.phase_parameters("discriminator")
+    assert {id(p) for p in gp}.isdisjoint({id(p) for p in dp})
+    assert len(gp) + len(dp) == len(list(model.parameters())) and len(dp) == len(list(model.discriminator.parameters()))
+    batch = make_batch([6, 5], [18, 11], seed=4)
+    torch.manual_seed(3)
+    out_d = model(batch, phase="discriminator")
+    cache = out_d["cache"]
+    y = batch["feats"]                                   # mel_mean 0, mel_std 1: normalised = raw
+    assert tuple(cache["y"].shape) == (2, 8, 8)          # min(segment_frames 8, shortest utterance 11)
+    for b, n in enumerate([18, 11]):                     # every segment is a window of its own valid frames
+        hits = [s for s in range(n - 8 + 1) if torch.equal(cache["y"][b], y[b, s:s + 8])]
+        assert len(hits) == 1
+    with torch.no_grad():
+        real, _ = model.discriminator(cache["y"])
+        fake, _ = model.discriminator(cache["fake"])
+    ref_d = torch.mean((1 - real) ** 2) + torch.mean(fake ** 2)
+    torch.testing.assert_close(out_d["losses"]["d_loss"], ref_d)
+    out_d["losses"]["d_loss"].backward()
+    assert all(p.grad is None for p in gp)               # the generated mel is detached for the discriminator
+    assert all(p.grad is not None for p in dp)
+    model.zero_grad(set_to_none=True)
+    out_g = model(batch, phase="generator", cache=cache)
+    assert set(out_g["losses"]) == {"mel", "prior", "duration", "pitch", "energy", "postnet", "adv", "fm"}
+    with torch.no_grad():
+        fake, fake_f = model.discriminator(cache["fake"])
+        _, real_f = model.discriminator(cache["y"])
+    torch.testing.assert_close(out_g["losses"]["adv"], 0.5 * torch.mean((1 - fake) ** 2))
+    fm = sum(torch.mean(torch.abs(r - f)) for r, f in zip(real_f, fake_f))
+    torch.testing.assert_close(out_g["losses"]["fm"], 3.0 * fm)
+    # validation (phase None): the reconstruction losses of the one-phase model
+    with torch.no_grad():
+        val = model(batch)
+    assert set(val["losses"]) == {"mel", "prior", "duration", "pitch", "energy", "postnet"}
+    with pytest.raises(ValueError, match="needs model.adversarial"):
+        plain(batch, phase="generator")
+    with pytest.raises(ValueError, match="needs the discriminator phase's cache"):
+        model(batch, phase="generator")
+    with pytest.raises(ValueError, match="unknown adversarial keys"):
+        tiny_model(tmp_path, adversarial={"weigth": 1.0})
