@@ -5,7 +5,7 @@ Model interface: ``out = model(batch)`` returns ``{"losses": {name: scalar tenso
 metric, validates, checkpoints and resumes. Optional hook: ``model.on_step(step, total_steps)``
 is called before each optimizer step (``step`` = updates already made).
 
-Multi-optimizer models (GAN vocoder: generator + discriminators) declare the phases of one
+Multi-optimizer models (the GAN vocoder, the acoustic model with ``model.adversarial``) declare the phases of one
 training step and their disjoint parameter sets::
 
     train_phases = ("discriminator", "generator")     # update order inside one step
