@@ -122,10 +122,10 @@ class FastSpeechStyle(nn.Module):
         """Adversarial training: the discriminator's parameters, or every other one (the generator)."""
         if self.discriminator is None:
             raise ValueError("fastspeech_style without model.adversarial trains in one phase")
-        d_ids = {id(p) for p in self.discriminator.parameters()}
         if phase == "discriminator":
             return list(self.discriminator.parameters())
         if phase == "generator":
+            d_ids = {id(p) for p in self.discriminator.parameters()}
             return [p for p in self.parameters() if id(p) not in d_ids]
         raise ValueError(f"fastspeech_style: unknown phase {phase!r}; phases are {self.train_phases}")
 
@@ -250,13 +250,13 @@ class FastSpeechStyle(nn.Module):
             out, y, post, lens = self._reconstruction(batch)
             size = min(self.segment_frames, int(lens.min()))
             starts = torch.floor(torch.rand(lens.shape[0], device=lens.device) * (lens - size + 1)).long()
-            real, _ = self.discriminator(random_segments(y, lens, starts, size))
-            fake, _ = self.discriminator(random_segments(post.detach(), lens, starts, size))
+            y_seg, fake_seg = random_segments(y, lens, starts, size), random_segments(post, lens, starts, size)
+            real, _ = self.discriminator(y_seg)
+            fake, _ = self.discriminator(fake_seg.detach())
             d_loss = discriminator_loss([real], [fake])
             metrics = {"d_real": real.float().mean().detach(), "d_fake": fake.float().mean().detach()}
             return {"losses": {"d_loss": d_loss}, "metrics": metrics,
-                    "cache": {"out": out, "y": random_segments(y, lens, starts, size),
-                              "fake": random_segments(post, lens, starts, size)}}
+                    "cache": {"out": out, "y": y_seg, "fake": fake_seg}}
         if phase == "generator":
             if not cache or "out" not in cache:
                 raise ValueError("fastspeech_style: the generator phase needs the discriminator phase's cache")

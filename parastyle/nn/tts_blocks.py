@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
 
 
 def sequence_mask(lengths: torch.Tensor, max_len: Optional[int] = None) -> torch.Tensor:
@@ -210,7 +211,6 @@ class MelPatchDiscriminator(nn.Module):
 
     def __init__(self, channels=(32, 64, 128, 128), slope: float = 0.2):
         super().__init__()
-        from torch.nn.utils.parametrizations import weight_norm
         channels = [int(c) for c in channels]
         if not channels or min(channels) < 1:
             raise ValueError(f"MelPatchDiscriminator needs positive channels, got {channels}")
