@@ -14,7 +14,8 @@ phones --embedding + style--> FFT encoder ``h`` (B, N, H)
     one phone are otherwise identical decoder inputs); ``decoder_residual`` makes the decoder
     predict the residual over the aligned prior means ``mu`` (the per-phone mel estimate the
     alignment already learns); ``postnet_layers > 0`` adds a residual conv postnet (Tacotron 2 /
-    FastSpeech 2) with its own L1 loss (``loss_weights.postnet``).
+    FastSpeech 2) with its own L1 loss (``loss_weights.postnet``); ``loss_weights.delta > 0`` adds the L1 of
+    the frame-to-frame differences of the final log-mel (penalises a mel blurred in time).
 Adversarial training (``adversarial: {weight, fm_weight, segment_frames, channels}``, off by default):
 a patch discriminator over random log-mel segments (:class:`parastyle.nn.tts_blocks.MelPatchDiscriminator`)
 against the over-smoothing of an L1-trained mel; the model then declares the trainer's two phases
@@ -55,6 +56,14 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum() / denom
 
 
+def _delta_l1(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean ``|(x[t+1] - x[t]) - (y[t+1] - y[t])|`` over the frame pairs inside ``mask (B, T)`` and the bins:
+    the L1 of the frame-to-frame differences, which an over-smoothed (time-blurred) mel misses."""
+    pair = mask[:, 1:] & mask[:, :-1]
+    d = ((x[:, 1:] - x[:, :-1]) - (y[:, 1:] - y[:, :-1])).abs()
+    return _masked_mean(d, pair)
+
+
 @MODELS.register("fastspeech_style")
 class FastSpeechStyle(nn.Module):
     def __init__(self, num_phones: int, n_mels: int = 80, hidden: int = 192, filter_size: int = 768, heads: int = 2,
@@ -72,7 +81,8 @@ class FastSpeechStyle(nn.Module):
         self.n_mels, self.hidden, self.style_type = int(n_mels), int(hidden), style_type
         self.norm = dict(mel=(float(mel_mean), float(mel_std)), pitch=(float(pitch_mean), float(pitch_std)),
                          energy=(float(energy_mean), float(energy_std)))
-        weights = {"mel": 1.0, "prior": 1.0, "duration": 1.0, "pitch": 1.0, "energy": 1.0, "postnet": 1.0}
+        weights = {"mel": 1.0, "prior": 1.0, "duration": 1.0, "pitch": 1.0, "energy": 1.0, "postnet": 1.0,
+                   "delta": 0.0}
         unknown = set(loss_weights or {}) - set(weights)
         if unknown:
             raise ValueError(f"fastspeech_style: unknown loss_weights {sorted(unknown)} (known: {sorted(weights)})")
@@ -301,6 +311,8 @@ class FastSpeechStyle(nn.Module):
         if self.postnet is not None:
             post_l1 = _masked_mean((post - y).abs(), fmask)
             losses["postnet"] = w["postnet"] * post_l1
+        if w["delta"] > 0:
+            losses["delta"] = w["delta"] * _delta_l1(post, y, fmask)
         with torch.no_grad():
             d_pred = torch.clamp(torch.round(torch.expm1(logd_pred)), min=1)
             metrics = {"mel_l1": post_l1.detach() * self.norm["mel"][1],

@@ -414,3 +414,23 @@ def test_adversarial_phases_losses_and_parameters(tmp_path):
         model(batch, phase="generator")
     with pytest.raises(ValueError, match="unknown adversarial keys"):
         tiny_model(tmp_path, adversarial={"weigth": 1.0})
+
+
+def test_delta_loss_against_loop(tmp_path):
+    from parastyle.models.tts import _delta_l1
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(2, 6, 4, generator=g), torch.randn(2, 6, 4, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], dtype=torch.bool)
+    total, count = 0.0, 0
+    for b in range(2):
+        n = int(mask[b].sum())
+        for t in range(n - 1):
+            for k in range(4):
+                total += abs(float(x[b, t + 1, k] - x[b, t, k]) - float(y[b, t + 1, k] - y[b, t, k]))
+                count += 1
+    assert float(_delta_l1(x, y, mask)) == pytest.approx(total / count, rel=1e-5)
+    # the model adds it (weighted) only when loss_weights.delta > 0
+    model = tiny_model(tmp_path, loss_weights={"delta": 0.5}, **FAST_OPTIONS)
+    out = model(make_batch([6, 5], [18, 14], seed=4))
+    assert "delta" in out["losses"] and float(out["losses"]["delta"]) > 0
+    assert "delta" not in tiny_model(tmp_path, **FAST_OPTIONS)(make_batch([6, 5], [18, 14], seed=4))["losses"]
