@@ -7,8 +7,8 @@ set -euo pipefail
 
 stage=0
 stop_stage=100
-num_utts=3000               # corpus size (600 speakers of 5 utterances: speaker variety for the unseen test speakers; the 40-min CPU budget)
-utts_per_spk=5
+num_utts=2000               # corpus size (200 speakers of 10 utterances; the 40-min CPU budget)
+utts_per_spk=10
 seed=0
 nj=2
 split_args="--dev 0.1 --test 0.15"   # fractions of the speakers
