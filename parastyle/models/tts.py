@@ -15,7 +15,13 @@ phones --embedding + style--> FFT encoder ``h`` (B, N, H)
     predict the residual over the aligned prior means ``mu`` (the per-phone mel estimate the
     alignment already learns); ``postnet_layers > 0`` adds a residual conv postnet (Tacotron 2 /
     FastSpeech 2) with its own L1 loss (``loss_weights.postnet``); ``loss_weights.delta > 0`` adds the L1 of
-    the frame-to-frame differences of the final log-mel (penalises a mel blurred in time).
+    the frame-to-frame differences of the final log-mel (penalises a mel blurred in time);
+    ``frame_variance: [pitch, energy]`` (either or both) gives the decoder frame-level prosody: a frame-level
+    predictor on the regulated states regresses every frame's normalised log-F0 (voiced frames, MSE,
+    ``loss_weights.frame_pitch``) and its voicing (BCE, ``loss_weights.voicing``), and / or its normalised
+    log-energy (MSE, ``loss_weights.frame_energy``); the decoder input gets a 1-D conv embedding of
+    ``(log-F0 if voiced else 0, voiced[, log-energy])``: the reference frames' in training, the predicted
+    ones in inference (the per-phone means leave the contour inside a phone, where the harmonics sit, to guess).
 Adversarial training (``adversarial: {weight, fm_weight, segment_frames, channels}``, off by default):
 a patch discriminator over random log-mel segments (:class:`parastyle.nn.tts_blocks.MelPatchDiscriminator`)
 against the over-smoothing of an L1-trained mel; the model then declares the trainer's two phases
@@ -74,7 +80,8 @@ class FastSpeechStyle(nn.Module):
                  energy_mean: float = 1.0, energy_std: float = 2.0,
                  loss_weights: Optional[Mapping[str, float]] = None, decoder_residual: bool = False,
                  phone_position: bool = False, postnet_layers: int = 0, postnet_channels: int = 256,
-                 postnet_kernel: int = 5, adversarial: Optional[Mapping[str, Any]] = None):
+                 postnet_kernel: int = 5, adversarial: Optional[Mapping[str, Any]] = None,
+                 frame_variance: Sequence[str] = ()):
         super().__init__()
         if style_type not in ("vector", "speaker"):
             raise ValueError(f"fastspeech_style: style.type must be vector or speaker, got {style_type!r}")
@@ -82,7 +89,7 @@ class FastSpeechStyle(nn.Module):
         self.norm = dict(mel=(float(mel_mean), float(mel_std)), pitch=(float(pitch_mean), float(pitch_std)),
                          energy=(float(energy_mean), float(energy_std)))
         weights = {"mel": 1.0, "prior": 1.0, "duration": 1.0, "pitch": 1.0, "energy": 1.0, "postnet": 1.0,
-                   "delta": 0.0}
+                   "delta": 0.0, "frame_pitch": 1.0, "voicing": 1.0, "frame_energy": 1.0}
         unknown = set(loss_weights or {}) - set(weights)
         if unknown:
             raise ValueError(f"fastspeech_style: unknown loss_weights {sorted(unknown)} (known: {sorted(weights)})")
@@ -112,6 +119,18 @@ class FastSpeechStyle(nn.Module):
         self.mel_out = nn.Linear(hidden, n_mels)
         self.decoder_residual = bool(decoder_residual)
         self.position = nn.Linear(2, hidden) if phone_position else None
+        self.frame_variance = [str(v) for v in (frame_variance or ())]
+        bad = [v for v in self.frame_variance if v not in ("pitch", "energy")] or (
+            self.frame_variance if len(set(self.frame_variance)) != len(self.frame_variance) else [])
+        if bad:
+            raise ValueError(f"fastspeech_style: frame_variance takes pitch and / or energy once each, got "
+                             f"{self.frame_variance}")
+        self.frame_predictor = None
+        if self.frame_variance:
+            ch = 2 * ("pitch" in self.frame_variance) + ("energy" in self.frame_variance)
+            self.frame_predictor = VariancePredictor(hidden, variance_filter, variance_kernel, dropout, cond_dim,
+                                                     out_dim=ch)
+            self.frame_embed = nn.Conv1d(ch, hidden, 3, padding=1)
         self.postnet = (ConvPostnet(n_mels, int(postnet_channels), int(postnet_layers), int(postnet_kernel), dropout)
                         if int(postnet_layers) > 0 else None)
         self.discriminator = None
@@ -212,19 +231,47 @@ class FastSpeechStyle(nn.Module):
         ee = self.energy_embed(energy.unsqueeze(1)).transpose(1, 2)
         return (h + pe + ee) * m
 
+    def frame_variance_targets(self, f0: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C)`` in the order of the decoder's frame prosody input: ``pitch`` -> normalised log-F0 of
+        the voiced frames (0 elsewhere) and the voicing flag; ``energy`` -> normalised log-energy."""
+        cols = []
+        if "pitch" in self.frame_variance:
+            voiced = f0 > 0
+            cols += [torch.where(voiced, self._norm("pitch", torch.log(f0.clamp(min=1.0))), torch.zeros_like(f0)),
+                     voiced.to(f0.dtype)]
+        if "energy" in self.frame_variance:
+            cols.append(self._norm("energy", torch.log(energy.clamp(min=0) + LOG_ENERGY_FLOOR)))
+        return torch.stack(cols, dim=-1)
+
+    def _frame_inputs(self, pred: torch.Tensor) -> torch.Tensor:
+        """The predictor's ``(B, T, C)`` output as decoder input: log-F0 zeroed where the voicing logit < 0."""
+        if "pitch" not in self.frame_variance:
+            return pred
+        voiced = (pred[..., 1] > 0).to(pred.dtype)
+        return torch.cat([(pred[..., 0] * voiced)[..., None], voiced[..., None], pred[..., 2:]], dim=-1)
+
     def decode(self, h: torch.Tensor, durations: torch.Tensor, cond: torch.Tensor, max_frames: Optional[int] = None,
-               mu: Optional[torch.Tensor] = None):
+               mu: Optional[torch.Tensor] = None, frame_targets: Optional[torch.Tensor] = None):
         """Normalised log-mel ``(B, T, n_mels)`` before and after the postnet (the same tensor without
-        one), frame lengths, frame mask. ``decoder_residual``: the decoder predicts the residual over
+        one), frame lengths, frame mask, a dict of extra outputs. ``decoder_residual``: the decoder predicts the residual over
         the aligned prior means ``mu`` (the alignment's per-phone mel estimate); ``phone_position``
         adds a linear embedding of each frame's relative position in its phone and the phone's
-        log-duration to the regulated states."""
+        log-duration to the regulated states. ``frame_variance`` (the model's option): the frame-level
+        predictor's output goes into the returned dict ``extra`` and the decoder gets the embedding of the
+        given ``frame_targets (B, T, C)``, or of the predictions when None (inference)."""
         attn = alignment_from_durations(durations, max_frames)                    # (B, T, N)
         frames, lens = torch.bmm(attn, h), durations.long().sum(1)
         fmask = sequence_mask(lens, frames.shape[1])
         m = fmask.unsqueeze(-1).to(frames.dtype)
         if self.position is not None:
             frames = frames + self.position(phone_position_features(durations, attn)) * m
+        extra = {}
+        if self.frame_predictor is not None:
+            pred = self.frame_predictor(frames, fmask, cond)                         # (B, T, C)
+            extra["frame_pred"] = pred
+            fv = (self._frame_inputs(pred) if frame_targets is None else frame_targets).to(frames.dtype) * m
+            frames = frames + self.frame_embed(fv.transpose(1, 2)).transpose(1, 2) * m
+            extra["frame_inputs"] = fv
         out = self.mel_out(self.decoder(frames, fmask, cond))
         if self.decoder_residual:
             if mu is None:
@@ -232,7 +279,7 @@ class FastSpeechStyle(nn.Module):
             out = out + torch.bmm(attn, mu)
         out = out * m
         post = out if self.postnet is None else (out + self.postnet(out, fmask)) * m
-        return out, post, lens, fmask
+        return out, post, lens, fmask, extra
 
     @torch.no_grad()
     def align(self, batch: Mapping[str, Any]) -> torch.Tensor:
@@ -302,7 +349,10 @@ class FastSpeechStyle(nn.Module):
         pitch_loss = _masked_mean((p_pred - p_tgt) ** 2, pmask)
         energy_loss = _masked_mean((e_pred - e_tgt) ** 2, pmask)
         hv = self._add_variance(h, p_tgt, e_tgt, pmask)
-        mel, post, lens, _ = self.decode(hv, durations, cond, max_frames=y.shape[1], mu=mu)
+        fv_tgt = (self.frame_variance_targets(batch["f0"], batch["energy"]) * fmask.unsqueeze(-1).to(y.dtype)
+                  if self.frame_predictor is not None else None)
+        mel, post, lens, _, extra = self.decode(hv, durations, cond, max_frames=y.shape[1], mu=mu,
+                                                frame_targets=fv_tgt)
         mel_l1 = _masked_mean((mel - y).abs(), fmask)
         w = self.loss_weights
         losses = {"mel": w["mel"] * mel_l1, "prior": w["prior"] * prior, "duration": w["duration"] * dur_loss,
@@ -313,6 +363,17 @@ class FastSpeechStyle(nn.Module):
             losses["postnet"] = w["postnet"] * post_l1
         if w["delta"] > 0:
             losses["delta"] = w["delta"] * _delta_l1(post, y, fmask)
+        if self.frame_predictor is not None:
+            pred = extra["frame_pred"].float()
+            if "pitch" in self.frame_variance:
+                voiced = fv_tgt[..., 1] > 0
+                losses["frame_pitch"] = w["frame_pitch"] * _masked_mean((pred[..., 0] - fv_tgt[..., 0]) ** 2,
+                                                                         fmask & voiced)
+                bce = F.binary_cross_entropy_with_logits(pred[..., 1], fv_tgt[..., 1], reduction="none")
+                losses["voicing"] = w["voicing"] * _masked_mean(bce, fmask)
+            if "energy" in self.frame_variance:
+                losses["frame_energy"] = w["frame_energy"] * _masked_mean((pred[..., -1] - fv_tgt[..., -1]) ** 2,
+                                                                           fmask)
         with torch.no_grad():
             d_pred = torch.clamp(torch.round(torch.expm1(logd_pred)), min=1)
             metrics = {"mel_l1": post_l1.detach() * self.norm["mel"][1],
@@ -354,6 +415,6 @@ class FastSpeechStyle(nn.Module):
         if temperature_pitch > 0:
             p = p + noise(temperature_pitch) * pmask.to(p.dtype)
         hv = self._add_variance(h, p, e, pmask)
-        _, mel, lens, fmask = self.decode(hv, durations, cond, max_frames, mu=self.mu(h))
+        _, mel, lens, fmask, _ = self.decode(hv, durations, cond, max_frames, mu=self.mu(h))
         mel = self._denorm("mel", mel) * fmask.unsqueeze(-1).to(mel.dtype)
         return {"mel": mel, "mel_lens": lens, "durations": durations, "pitch": p, "energy": e}

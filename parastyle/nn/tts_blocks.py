@@ -116,10 +116,10 @@ class FFTStack(nn.Module):
 
 class VariancePredictor(nn.Module):
     """Two (conv1d -> ReLU -> LayerNorm -> dropout) layers, FiLM by the style, linear to one value
-    per position: ``(B, N, H) -> (B, N)``, 0 on padded positions."""
+    per position: ``(B, N, H) -> (B, N)`` (``out_dim`` given: ``(B, N, out_dim)``), 0 on padded positions."""
 
     def __init__(self, hidden: int, filter_size: int, kernel_size: int, dropout: float,
-                 cond_dim: Optional[int] = None):
+                 cond_dim: Optional[int] = None, out_dim: Optional[int] = None):
         super().__init__()
         self.conv1 = nn.Conv1d(hidden, filter_size, kernel_size, padding=kernel_size // 2)
         self.norm1 = nn.LayerNorm(filter_size)
@@ -127,7 +127,8 @@ class VariancePredictor(nn.Module):
         self.norm2 = nn.LayerNorm(filter_size)
         self.drop = nn.Dropout(dropout)
         self.film = FiLM(cond_dim, filter_size) if cond_dim else None
-        self.out = nn.Linear(filter_size, 1)
+        self.out_dim = out_dim
+        self.out = nn.Linear(filter_size, 1 if out_dim is None else int(out_dim))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         m = mask.unsqueeze(-1).to(x.dtype)
@@ -135,7 +136,10 @@ class VariancePredictor(nn.Module):
         if self.film is not None:
             y = self.film(y, cond)
         y = self.drop(self.norm2(F.relu(self.conv2((y * m).transpose(1, 2)).transpose(1, 2))))
-        return self.out(y).squeeze(-1) * mask.to(x.dtype)
+        y = self.out(y)
+        if self.out_dim is None:
+            return y.squeeze(-1) * mask.to(x.dtype)
+        return y * m
 
 
 def alignment_from_durations(durations: torch.Tensor, max_frames: Optional[int] = None) -> torch.Tensor:

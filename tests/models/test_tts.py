@@ -164,7 +164,8 @@ FAST_OPTIONS = dict(decoder_residual=True, phone_position=True, postnet_layers=3
                     postnet_kernel=5)
 
 
-@pytest.mark.parametrize("options", [{}, FAST_OPTIONS], ids=["plain", "residual_position_postnet"])
+@pytest.mark.parametrize("options", [{}, FAST_OPTIONS, dict(FAST_OPTIONS, frame_variance=["pitch", "energy"])],
+                         ids=["plain", "residual_position_postnet", "frame_variance"])
 def test_padding_does_not_change_outputs(tmp_path, options):
     model = tiny_model(tmp_path, **options).eval()
     if model.postnet is not None:       # a trained postnet (its last conv starts at zero)
@@ -434,3 +435,54 @@ def test_delta_loss_against_loop(tmp_path):
     out = model(make_batch([6, 5], [18, 14], seed=4))
     assert "delta" in out["losses"] and float(out["losses"]["delta"]) > 0
     assert "delta" not in tiny_model(tmp_path, **FAST_OPTIONS)(make_batch([6, 5], [18, 14], seed=4))["losses"]
+
+
+def test_frame_variance_losses_and_decoder_inputs_against_loop(tmp_path):
+    model = tiny_model(tmp_path, frame_variance=["pitch", "energy"],
+                       loss_weights={"frame_pitch": 2.0, "voicing": 0.5, "frame_energy": 3.0}, **FAST_OPTIONS)
+    lens = [18, 11]
+    batch = make_batch([6, 5], lens, seed=4, pad_t=20)
+    seen = {}
+    model.frame_predictor.register_forward_hook(lambda m, i, o: seen.__setitem__("pred", o.detach()))
+    model.frame_embed.register_forward_hook(lambda m, i, o: seen.__setitem__("inp", i[0].detach()))
+    out = model(batch)
+    pm, ps = model.norm["pitch"]
+    em, es = model.norm["energy"]
+    pred = seen["pred"]
+    sq_p, n_p, bce, sq_e, n_t = 0.0, 0, 0.0, 0.0, 0
+    for b, n in enumerate(lens):
+        for t in range(20):
+            f0, en = float(batch["f0"][b, t]), float(batch["energy"][b, t])
+            voiced = t < n and f0 > 0
+            lf0 = (math.log(f0) - pm) / ps if voiced else 0.0
+            le = (math.log(en + 1e-4) - em) / es if t < n else 0.0
+            # teacher forcing: the decoder's frame input is the reference's (log-F0, voiced, log-energy)
+            assert seen["inp"][b, :, t].tolist() == pytest.approx([lf0, float(voiced), le], abs=1e-5)
+            if t >= n:
+                continue
+            p_hat, v_hat, e_hat = (float(x) for x in pred[b, t])
+            if voiced:
+                sq_p += (p_hat - lf0) ** 2
+                n_p += 1
+            prob = 1 / (1 + math.exp(-v_hat))
+            bce -= math.log(prob) if voiced else math.log(1 - prob)
+            sq_e += (e_hat - le) ** 2
+            n_t += 1
+    assert float(out["losses"]["frame_pitch"]) == pytest.approx(2.0 * sq_p / n_p, rel=1e-4)
+    assert float(out["losses"]["voicing"]) == pytest.approx(0.5 * bce / n_t, rel=1e-4)
+    assert float(out["losses"]["frame_energy"]) == pytest.approx(3.0 * sq_e / n_t, rel=1e-4)
+    # inference: the predictions, log-F0 zeroed where the voicing logit is not positive
+    model.eval()
+    with torch.no_grad():
+        inf = model.infer(batch["phones"], batch["phone_lens"], style=batch["style"])
+    pred, inp = seen["pred"], seen["inp"]
+    for b in range(2):
+        for t in range(int(inf["mel_lens"][b])):
+            p_hat, v_hat, e_hat = (float(x) for x in pred[b, t])
+            want = [p_hat if v_hat > 0 else 0.0, 1.0 if v_hat > 0 else 0.0, e_hat]
+            assert inp[b, :, t].tolist() == pytest.approx(want, abs=1e-6)
+    # pitch alone: two channels; bad option values are refused
+    assert tiny_model(tmp_path, frame_variance=["pitch"]).frame_embed.in_channels == 2
+    for bad in (["pitch", "f0"], ["energy", "energy"]):
+        with pytest.raises(ValueError, match="frame_variance takes pitch and / or energy"):
+            tiny_model(tmp_path, frame_variance=bad)
