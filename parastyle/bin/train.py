@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from parastyle.fileio import DataError
@@ -28,7 +29,9 @@ def main(argv=None) -> int:
     p.add_argument("--lang_dir", required=True, help="directory with <factor>.txt label vocabularies")
     p.add_argument("--exp", required=True, help="experiment directory")
     args, rest = p.parse_known_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # under torchrun the other ranks report warnings and errors only (rank 0 logs the progress)
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
     try:
         config = load_config(args.config, parse_overrides(rest))
     except ConfigError as e:

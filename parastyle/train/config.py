@@ -72,7 +72,7 @@ DEFAULTS: Dict[str, Any] = {
         "max_epochs": None,
         "accum_grad": 1,
         "grad_clip": 5.0,              # max global grad norm, null = no clipping
-        "amp": "none",                 # none | bf16 | fp16 (GPU only)
+        "amp": "none",                 # none | bf16 | fp16 (GPU only) | auto (bf16 where it is measured faster)
         "seed": 0,
         "log_interval": 20,
         "valid_interval": 200,
@@ -234,8 +234,8 @@ def validate_config(conf: Mapping) -> None:
         raise ConfigError(f"unknown config key {key!r}; valid keys are:\n  " + "\n  ".join(sorted(allowed)))
     if "name" not in conf.get("model", {}):
         raise ConfigError("model.name is required")
-    if conf["train"]["amp"] not in ("none", "bf16", "fp16", None, False):
-        raise ConfigError(f"train.amp must be none, bf16 or fp16, got {conf['train']['amp']!r}")
+    if conf["train"]["amp"] not in ("none", "bf16", "fp16", "auto", None, False):
+        raise ConfigError(f"train.amp must be none, bf16, fp16 or auto, got {conf['train']['amp']!r}")
     if conf["valid"]["mode"] not in ("min", "max"):
         raise ConfigError(f"valid.mode must be min or max, got {conf['valid']['mode']!r}")
     if conf["train"]["max_steps"] is None and conf["train"]["max_epochs"] is None:

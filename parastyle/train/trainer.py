@@ -91,6 +91,10 @@ def check_data_dir(path, use_feats: bool, lang_dir=None) -> None:
                         f"(utils/fix_data_dir.sh, utils/validate_data_dir.sh) before training:\n  {listing}")
 
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_NAMES = {v: k for k, v in AMP_DTYPES.items()}
+
+
 def cpu_has_bf16() -> bool:
     """True when this CPU does bfloat16 arithmetic natively (AVX-512 BF16 or AMX), so that
     ``train.amp=bf16`` autocasts matrix products to bfloat16 on the CPU too (faster there for
@@ -200,12 +204,22 @@ class Trainer:
         self.task = build_task_info(config, self.train_data, self.lang_dir)
 
         amp = tc.get("amp") or "none"
-        if amp != "none" and self.device.type != "cuda" and not (amp == "bf16" and cpu_has_bf16()):
+        self.amp_auto = False
+        if amp == "auto":
+            if self.device.type == "cuda":
+                amp = "bf16" if torch.cuda.is_bf16_supported() else "none"
+            elif cpu_has_bf16():
+                # float32 until measured: _choose_amp times both on the first batch (or resume restores the choice)
+                amp, self.amp_auto = "none", True
+            else:
+                amp = "none"
+                logger.info("train.amp=auto: float32 (this CPU has no native bfloat16 arithmetic)")
+        elif amp != "none" and self.device.type != "cuda" and not (amp == "bf16" and cpu_has_bf16()):
             warnings.warn(f"train.amp={amp} needs a GPU (bf16: or a CPU with native bfloat16 arithmetic); "
                           f"training in float32 on {self.device}")
             logger.warning("train.amp=%s disabled on %s", amp, self.device)
             amp = "none"
-        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        self.amp_dtype = AMP_DTYPES[amp]
 
         seed = int(tc["seed"])
         random.seed(seed)
@@ -445,6 +459,7 @@ class Trainer:
             "validations": [list(v) for v in self.validations],
             "world_size": self.dist.world_size,
             "config_hash": self.config_hash,
+            "amp": AMP_NAMES[self.amp_dtype],
         }
 
     def _save(self) -> None:
@@ -487,6 +502,9 @@ class Trainer:
                                 f"(another architecture?): {e}") from None
         self._load_optim_state(state, path)
         self.scaler.load_state_dict(state["scaler"])
+        if self.amp_auto and state.get("amp") in AMP_DTYPES:
+            self.amp_dtype, self.amp_auto = AMP_DTYPES[state["amp"]], False   # the choice the run started with
+            logger.info("train.amp=auto: %s, as chosen when this run started (%s)", state["amp"], path.name)
         self.step = int(state["step"])
         self.epoch = int(state["sampler"]["epoch"])
         self.position = int(state["sampler"]["position"])
@@ -575,6 +593,64 @@ class Trainer:
         if self.amp_dtype is None:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _time_forward_backward(self, batches, dtype) -> float:
+        """Seconds of forward + backward passes (every phase of a phased model) over ``batches[1:]``
+        after a warm-up pass on ``batches[0]``, with autocast to ``dtype`` (None: float32). Batches of
+        different shapes, as in training: on the CPU a new shape costs kernel set-up, more so in
+        bfloat16. Gradients are discarded; the caller restores parameters, buffers and RNG states."""
+        prev, self.amp_dtype = self.amp_dtype, dtype
+        total = 0.0
+        try:
+            for i, batch in enumerate(batches):
+                t0 = time.perf_counter()
+                if self.phases is None:
+                    with (self.ddp.no_sync() if self.dist.enabled else nullcontext()):
+                        with self._autocast():
+                            out = self.ddp(batch)
+                        sum(out["losses"].values()).backward()
+                else:
+                    cache = None
+                    for phase in self.phases:
+                        with self._autocast():
+                            out = self.ddp(batch, phase=phase, cache=cache)
+                        sum(out["losses"].values()).backward()
+                        self.model.zero_grad(set_to_none=True)
+                        cache = out.get("cache")
+                    del cache
+                self.model.zero_grad(set_to_none=True)
+                if i > 0:
+                    total += time.perf_counter() - t0
+        finally:
+            self.amp_dtype = prev
+        return total
+
+    def _choose_amp(self) -> None:
+        """``train.amp: auto`` on a CPU with native bfloat16: time float32 and bfloat16 autocast on the
+        run's first batches (up to 6) and train in bfloat16 only where it is at least 10 % faster (it is on some
+        CPUs and slower on others for small models, where the casts outweigh the faster products).
+        Parameters, buffers, gradients and RNG states are restored, so the run continues exactly as
+        if it had started with the chosen precision; the choice goes into the checkpoints."""
+        loader = self.train_loader
+        loader.batch_sampler.load_state_dict({"epoch": self.epoch, "position": self.position})
+        loader.dataset.set_epoch(self.epoch)
+        rng = ckpt.get_rng_state()
+        saved = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        batches = []
+        for b in loader:
+            batches.append(move_batch(b, self.device))
+            if len(batches) == 6:
+                break
+        if len(batches) < 2:
+            batches = batches * 2
+        times = {name: self._time_forward_backward(batches, AMP_DTYPES[name]) for name in ("none", "bf16")}
+        self.model.load_state_dict(saved)
+        self.model.zero_grad(set_to_none=True)
+        ckpt.set_rng_state(rng)
+        choice = broadcast_object("bf16" if times["bf16"] < 0.9 * times["none"] else "none", self.dist)
+        self.amp_dtype, self.amp_auto = AMP_DTYPES[choice], False
+        logger.info("train.amp=auto: float32 %.3f s, bfloat16 %.3f s for forward/backward of the first %d batches "
+                    "-> %s", times["none"], times["bf16"], len(batches) - 1, {"none": "float32", "bf16": "bfloat16"}[choice])
 
     def _tensorboard(self):
         if self._tb is None and self.dist.is_main:
@@ -847,6 +923,9 @@ class Trainer:
         if not stop and self.valid_loader is not None and self._patience_ran_out():
             logger.info("patience ran out at step %d before this run (early stop); not training further", self.step)
             stop = True
+        if not stop and self.amp_auto:
+            self._choose_amp()
+            t0 = time.time()
         while not stop:
             sampler.load_state_dict({"epoch": self.epoch, "position": self.position})
             dataset.set_epoch(self.epoch)

@@ -196,6 +196,110 @@ def test_bf16_amp_on_cpu_autocasts_where_the_cpu_has_bf16(corpus, tmp_path):
     assert all(p.dtype == torch.float32 for p in t.model.parameters())   # master weights stay float32
 
 
+def _bf16_cpu_with_times(monkeypatch, times):
+    """Pretend a CPU with native bfloat16 whose measured forward/backward seconds are ``times``
+    ({"none": s, "bf16": s}); the real timed passes still run (they draw dropout noise, write gradients
+    and change buffers), so what ``_choose_amp`` must restore is really disturbed. Returns the calls."""
+    import parastyle.train.trainer as tr
+    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: True)
+    real = tr.Trainer._time_forward_backward
+    calls = []
+
+    def timed(self, batches, dtype):
+        real(self, batches, dtype)
+        calls.append(tr.AMP_NAMES[dtype])
+        return times[tr.AMP_NAMES[dtype]]
+    monkeypatch.setattr(tr.Trainer, "_time_forward_backward", timed)
+    return calls
+
+
+def _weights(exp, step):
+    return ckpt.load_checkpoint(exp / "checkpoints" / ckpt.checkpoint_name(step))
+
+
+@pytest.mark.parametrize("times, want", [({"none": 1.0, "bf16": 0.5}, "bf16"), ({"none": 1.0, "bf16": 0.95}, "none")],
+                         ids=["bf16_faster", "bf16_not_10pc_faster"])
+def test_amp_auto_takes_the_faster_precision_and_trains_as_if_it_was_given(corpus, tmp_path, monkeypatch, caplog,
+                                                                          times, want):
+    train, dev, lang = corpus
+    conf = tiny_config(amp="auto", max_steps=4)
+    conf["model"]["encoder"]["dropout"] = 0.3          # the timed passes draw dropout noise: it must be undone
+    calls = _bf16_cpu_with_times(monkeypatch, times)
+    with caplog.at_level(logging.INFO, logger="parastyle"):
+        Trainer(conf, train, dev, lang, tmp_path / "auto").run()
+    assert calls == ["none", "bf16"]
+    assert f"-> {'bfloat16' if want == 'bf16' else 'float32'}" in caplog.text
+    given = copy.deepcopy(conf)
+    given["train"]["amp"] = want
+    Trainer(given, train, dev, lang, tmp_path / "given").run()
+    assert calls == ["none", "bf16"]                   # a given precision is not timed
+    a, b = _weights(tmp_path / "auto", 4), _weights(tmp_path / "given", 4)
+    assert a["amp"] == b["amp"] == want
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+class _RunningStats(torch.nn.Module):
+    """BatchNorm running statistics: buffers that every training-mode forward (the timed ones too) moves."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(dim)
+        self.lin = torch.nn.Linear(dim, 1)
+
+    @classmethod
+    def from_config(cls, conf, task):
+        return cls(task.feat_dim)
+
+    def forward(self, batch):
+        x = self.norm(batch["feats"][batch["mask"]])
+        return {"losses": {"mse": self.lin(x).pow(2).mean()}, "metrics": {}}
+
+
+def test_amp_auto_restores_the_buffers_the_timed_passes_moved(corpus, tmp_path, monkeypatch):
+    if "test_running_stats" not in MODELS:
+        MODELS.register("test_running_stats")(_RunningStats)
+    train, dev, lang = corpus
+    conf = tiny_config(amp="auto", max_steps=2)
+    conf["model"] = {"name": "test_running_stats"}
+    conf["valid"].update(metric="loss", mode="min")
+    _bf16_cpu_with_times(monkeypatch, {"none": 1.0, "bf16": 2.0})
+    Trainer(conf, train, dev, lang, tmp_path / "auto").run()
+    given = copy.deepcopy(conf)
+    given["train"]["amp"] = "none"
+    Trainer(given, train, dev, lang, tmp_path / "given").run()
+    a, b = _weights(tmp_path / "auto", 2)["model"], _weights(tmp_path / "given", 2)["model"]
+    assert int(a["norm.num_batches_tracked"]) == 2
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_amp_auto_keeps_its_choice_on_resume_and_is_float32_without_bf16(corpus, tmp_path, monkeypatch):
+    import parastyle.train.trainer as tr
+    train, dev, lang = corpus
+    conf = tiny_config(amp="auto", max_steps=6)
+    calls = _bf16_cpu_with_times(monkeypatch, {"none": 1.0, "bf16": 0.5})
+    assert Trainer(conf, train, dev, lang, tmp_path / "exp").run(stop_after_steps=2) == "stopped"
+    assert calls == ["none", "bf16"]
+
+    def no_timing(self, batches, dtype):
+        raise AssertionError("a resumed run must not time the precisions again")
+    monkeypatch.setattr(tr.Trainer, "_time_forward_backward", no_timing)
+    resumed = Trainer(conf, train, dev, lang, tmp_path / "exp")
+    resumed.run()
+    assert resumed.amp_dtype is torch.bfloat16
+    given = copy.deepcopy(conf)
+    given["train"]["amp"] = "bf16"
+    Trainer(given, train, dev, lang, tmp_path / "straight").run()
+    a, b = _weights(tmp_path / "exp", 6), _weights(tmp_path / "straight", 6)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: False)
+    plain = Trainer(tiny_config(amp="auto", max_steps=2), train, dev, lang, tmp_path / "nobf16")
+    plain.run()
+    assert plain.amp_dtype is None and _weights(tmp_path / "nobf16", 2)["amp"] == "none"
+
+
 def test_sigkill_and_resume(corpus, tmp_path, caplog):
     """A real SIGKILL of the training CLI; resuming finishes with the straight-run weights."""
     train, dev, lang = corpus

@@ -32,6 +32,8 @@ lang_dir=data/lang
 feats_conf=conf/feats.yaml
 dumpdir=dump
 train_ngpu=""                # GPUs for training (>1: torchrun DDP); empty = ${ngpu} of cmd.sh
+train_nproc=1                # CPU training (no GPU): processes (>1: torchrun DDP over gloo, the cores shared out
+                             # among them, each rank a slice of the same global batch)
 judge_ce_config=conf/train_judge_ce.yaml
 judge_asr_config=conf/train_judge_asr.yaml
 judge_args=""                # extra overrides of both judges' training, e.g. "--train.max_steps 300"
@@ -60,6 +62,8 @@ all_sets="${train_set} ${valid_set} ${test_set}"
 launcher="python -m parastyle.bin.train"
 if [ "${train_ngpu}" -gt 1 ]; then
     launcher="torchrun --standalone --nproc_per_node ${train_ngpu} -m parastyle.bin.train"
+elif [ "${train_ngpu}" -eq 0 ] && [ "${train_nproc}" -gt 1 ]; then
+    launcher="torchrun --standalone --nproc_per_node ${train_nproc} -m parastyle.bin.train"
 fi
 device=cpu
 if [ "${train_ngpu}" -gt 0 ]; then device=cuda; fi
