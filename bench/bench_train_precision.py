@@ -55,16 +55,14 @@ def main() -> None:
     p.add_argument("--style_dim", type=int, default=256)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from parastyle.models.tts import FastSpeechStyle
+    from bench_tts import recipe_acoustic_model        # bench/ is the script's directory
     from parastyle.train.trainer import cpu_has_bf16
     conf = yaml.safe_load(Path(args.tts_conf).read_text())
-    mconf = {k: v for k, v in conf["model"].items() if k not in ("name", "style")}
     max_frames = int(conf["data"]["max_frames"])
     print(f"{platform.processor() or platform.machine()}, {args.threads} thread(s), torch {torch.__version__}, "
           f"native bf16: {cpu_has_bf16()}; {args.steps} steps of {max_frames} frames")
     for name, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
-        torch.manual_seed(0)
-        model = FastSpeechStyle(num_phones=100, style_type="vector", style_dim=args.style_dim, **mconf).train()
+        model = recipe_acoustic_model(args.tts_conf, num_phones=100, style_dim=args.style_dim).train()
         phases = getattr(model, "train_phases", (None,))
         opts = {ph: torch.optim.AdamW(model.phase_parameters(ph) if ph else model.parameters(), lr=1e-4)
                 for ph in phases}

@@ -42,6 +42,15 @@ def _median_time(fn, repeats: int):
     return statistics.median(ts), statistics.median(cs)
 
 
+def recipe_acoustic_model(tts_conf, num_phones: int, style_dim: int):
+    """``fastspeech_style`` at the size of a recipe config's ``model`` section, random weights (seed 0)."""
+    from parastyle.models.tts import FastSpeechStyle
+    conf = yaml.safe_load(open(tts_conf, encoding="utf-8"))["model"]
+    conf = {k: v for k, v in conf.items() if k not in ("name", "style")}
+    torch.manual_seed(0)
+    return FastSpeechStyle(num_phones=num_phones, style_type="vector", style_dim=style_dim, **conf)
+
+
 def _acoustic(args, frames: int):
     """``(callable -> mel (1, T, 80), lengths, name)``."""
     if args.tts_exp:
@@ -49,11 +58,7 @@ def _acoustic(args, frames: int):
         model, _, _ = load_model_from_exp(args.tts_exp)
         name = f"exp {args.tts_exp}"
     else:
-        from parastyle.models.tts import FastSpeechStyle
-        conf = yaml.safe_load(open(args.tts_conf, encoding="utf-8"))["model"]
-        conf = {k: v for k, v in conf.items() if k not in ("name", "style")}
-        torch.manual_seed(0)
-        model = FastSpeechStyle(num_phones=120, style_type="vector", style_dim=768, **conf)
+        model = recipe_acoustic_model(args.tts_conf, num_phones=120, style_dim=768)
         name = f"fastspeech_style ({Path(args.tts_conf).name}, random weights)"
     model.eval()
     n = max(1, frames // args.frames_per_phone)

@@ -120,9 +120,8 @@ class FastSpeechStyle(nn.Module):
         self.decoder_residual = bool(decoder_residual)
         self.position = nn.Linear(2, hidden) if phone_position else None
         self.frame_variance = [str(v) for v in (frame_variance or ())]
-        bad = [v for v in self.frame_variance if v not in ("pitch", "energy")] or (
-            self.frame_variance if len(set(self.frame_variance)) != len(self.frame_variance) else [])
-        if bad:
+        if (any(v not in ("pitch", "energy") for v in self.frame_variance)
+                or len(set(self.frame_variance)) != len(self.frame_variance)):
             raise ValueError(f"fastspeech_style: frame_variance takes pitch and / or energy once each, got "
                              f"{self.frame_variance}")
         self.frame_predictor = None
