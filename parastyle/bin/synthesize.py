@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--temperature_pitch", type=float, default=None,
                     help="noise on normalised pitch (default 0, or 0.5 with --num_candidates > 1)")
     ap.add_argument("--length_scale", type=float, default=1.0)
+    ap.add_argument("--reference_weight", type=float, default=None,
+                    help="models with a reference encoder: the speech prompt's utterance latent as prior + w (z - prior) "
+                         "(default: the model's reference_encoder.weight)")
     ap.add_argument("--max_utts", type=int, default=None, help="with --data: the first N utterances only")
     ap.add_argument("--vocoder", default="griffin_lim", help="griffin_lim or a vocoder exp dir")
     ap.add_argument("--checkpoint", default=None)
@@ -96,7 +99,7 @@ def main(argv=None) -> int:
         reqs = synth.with_candidates(reqs, n)
         progress = args.progress == "yes" or (args.progress == "auto" and sys.stderr.isatty())
         summary = synth.run(reqs, args.out, seed=args.seed, temperature_duration=td, temperature_pitch=tp,
-                            length_scale=args.length_scale, progress=progress,
+                            length_scale=args.length_scale, progress=progress, reference_weight=args.reference_weight,
                             extra_conf={"prompt_type": prompt, "manipulation": args.manipulate,
                                         "copy_synthesis": bool(args.copy_synthesis), "num_candidates": n,
                                         "data": args.data})

@@ -209,6 +209,7 @@ class Request:
     ref: Optional[str] = None
     group: Optional[str] = None
     durations: Optional[torch.Tensor] = None      # copy synthesis
+    reference: Optional[torch.Tensor] = None      # (T, n_mels) log-mel of the prompt recording (reference_encoder models)
 
 
 def parse_manipulation(spec: str) -> Tuple[str, str]:
@@ -295,6 +296,8 @@ class Synthesizer:
                 raise DataError(f"--style_wav {style_wav}: file not found")
             req.style = self.style.from_speech({utt: str(Path(style_wav).resolve())})[utt]
             req.prompt = f"speech {Path(style_wav).name}"
+            if not manipulate:
+                req.reference = self.reference_mels({utt: str(Path(style_wav).resolve())}, "--style_wav").get(utt)
         else:
             req.style = self.style.from_text([style_text])[0]
             req.prompt = f"text {style_text}"
@@ -352,8 +355,10 @@ class Synthesizer:
                 if missing:
                     raise DataError(f"{d}/wav.scp: {len(missing)} utterance(s) have no recording, e.g. {missing[:3]}")
                 vecs = self.style.from_speech({u: wavs[u] for u in utts})
+                refs = self.reference_mels({u: wavs[u] for u in utts}, f"{d}/wav.scp") if prompt == "speech" else {}
                 for r in reqs:
                     r.style, r.prompt = vecs[r.utt], f"speech {r.utt}"
+                    r.reference = refs.get(r.utt)
             if prompt == "manipulated":
                 factor, label = parse_manipulation(manipulate)
                 vocab = self.style.labels.get(factor)
@@ -374,6 +379,17 @@ class Synthesizer:
         if copy_synthesis:
             self._reference_durations(d, reqs)
         return reqs
+
+    def reference_mels(self, wavs: Mapping[str, str], where: str) -> Dict[str, torch.Tensor]:
+        """Log-mel ``(T, n_mels)`` of each prompt recording with the training front-end, for a model with a
+        reference encoder (its utterance latent); ``{}`` for a model without one. Manipulated and text prompts
+        get none: the model's prior supplies their latent."""
+        if getattr(self.model, "ref_encoder", None) is None:
+            return {}
+        from parastyle.features.extract import extract_one
+        from parastyle.features.frontend import build_frontend
+        fe = build_frontend(dict(self.frontend_conf))
+        return {u: torch.from_numpy(extract_one(fe, (u, w, where, None)).copy()) for u, w in wavs.items()}
 
     def _reference_durations(self, d: Path, reqs: List[Request]) -> None:
         import kaldiio
@@ -403,7 +419,7 @@ class Synthesizer:
 
     # -------------------------------------------------------------- synthesis
     def synthesize(self, req: Request, seed: int, temperature_duration: float, temperature_pitch: float,
-                   length_scale: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+                   length_scale: float = 1.0, reference_weight: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """-> ``(wav (S,), mel (T, n_mels))`` of one request; deterministic for ``(seed, req.utt)``."""
         gen = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(f"{seed}:{req.utt}".encode()).digest()[:7], "big"))
         ids = torch.tensor([self.phone_ids(req.text, req.lang, req.utt)], device=self.device)
@@ -411,17 +427,21 @@ class Synthesizer:
         style = req.style[None].to(self.device) if req.style is not None else None
         speakers = [req.style_speaker] if req.style_speaker is not None else None
         dur = req.durations[None].to(self.device) if req.durations is not None else None
+        ref = req.reference[None].to(self.device) if req.reference is not None else None
         out = self.model.infer(ids, lens, style=style, speakers=speakers, temperature_duration=temperature_duration,
                                temperature_pitch=temperature_pitch, length_scale=length_scale, generator=gen,
-                               durations=dur)
+                               durations=dur, reference=ref,
+                               reference_weight=reference_weight if ref is not None else None)
         wav = self.vocoder(out["mel"], out["mel_lens"])[0]
         return wav.cpu(), out["mel"][0, : int(out["mel_lens"][0])].cpu()
 
     def run(self, reqs: List[Request], out_dir, seed: int = 0, temperature_duration: float = 0.0,
             temperature_pitch: float = 0.0, length_scale: float = 1.0, progress: bool = True,
-            extra_conf: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+            extra_conf: Optional[Mapping[str, Any]] = None, reference_weight: Optional[float] = None) -> Dict[str, Any]:
         """Synthesise every request into the synthesis dir ``out_dir`` (temporary dir renamed at the end);
-        returns the summary (RTF, seconds, counts) also written to ``synth_conf.yaml``."""
+        returns the summary (RTF, seconds, counts) also written to ``synth_conf.yaml``. ``reference_weight``
+        (models with a reference encoder; None = the model's ``reference_encoder.weight``): see
+        :meth:`FastSpeechStyle.infer`."""
         import kaldiio
         import soundfile as sf
         from tqdm import tqdm
@@ -442,7 +462,7 @@ class Synthesizer:
         styles: Dict[str, np.ndarray] = {}
         for r in tqdm(reqs, disable=not progress, desc="synthesize", dynamic_ncols=True):
             t0 = time.perf_counter()
-            wav, _ = self.synthesize(r, seed, temperature_duration, temperature_pitch, length_scale)
+            wav, _ = self.synthesize(r, seed, temperature_duration, temperature_pitch, length_scale, reference_weight)
             compute_s += time.perf_counter() - t0
             audio_s += wav.numel() / sr
             sf.write(str(tmp / "wavs" / f"{r.utt}.wav"), wav.clamp(-1, 1).numpy(), sr, subtype="PCM_16")
@@ -473,7 +493,10 @@ class Synthesizer:
         summary = {"tts_exp": str(self.exp.resolve()), "vocoder": self.vocoder_spec, "seed": int(seed),
                    "style": self.style.identity if self.style else {"kind": "speaker"},
                    "temperature_duration": float(temperature_duration), "temperature_pitch": float(temperature_pitch),
-                   "length_scale": float(length_scale), "num_utts": len(reqs), "audio_s": round(audio_s, 3),
+                   "length_scale": float(length_scale), "num_utts": len(reqs),
+                   "reference_weight": (None if getattr(self.model, "ref_encoder", None) is None else
+                                        float(self.model.reference_weight if reference_weight is None else reference_weight)),
+                   "references": sum(r.reference is not None for r in reqs), "audio_s": round(audio_s, 3),
                    "compute_s": round(compute_s, 3), "rtf": round(compute_s / max(audio_s, 1e-9), 4),
                    "device": self.device, "sample_rate": sr, **dict(extra_conf or {})}
         with atomic_write(tmp / "synth_conf.yaml") as f:

@@ -22,6 +22,14 @@ phones --embedding + style--> FFT encoder ``h`` (B, N, H)
     log-energy (MSE, ``loss_weights.frame_energy``); the decoder input gets a 1-D conv embedding of
     ``(log-F0 if voiced else 0, voiced[, log-energy])``: the reference frames' in training, the predicted
     ones in inference (the per-phone means leave the contour inside a phone, where the harmonics sit, to guess).
+Utterance latent (``reference_encoder: {dim, channels, layers, weight}``, off by default): a conv encoder of the
+reference log-mel, mean-pooled over time to a ``dim``-d tanh latent, is projected and added to the style
+conditioning (the voice inside a style class: voice variant, vocal-tract length, pitch offset). A prior
+(MLP on the detached style conditioning) regresses the latent (MSE, ``loss_weights.ref_prior``) and
+stands in for it when there is no reference recording (text prompts, manipulated vectors). Training and
+alignment use the target recording itself as the reference; synthesis from a speech prompt uses
+``prior + weight (z_prompt - prior)`` (``weight`` < 1: an unseen speaker's latent pulled towards the
+voices the decoder knows).
 Adversarial training (``adversarial: {weight, fm_weight, segment_frames, channels}``, off by default):
 a patch discriminator over random log-mel segments (:class:`parastyle.nn.tts_blocks.MelPatchDiscriminator`)
 against the over-smoothing of an L1-trained mel; the model then declares the trainer's two phases
@@ -46,7 +54,7 @@ from torch import nn
 from parastyle.fileio import DataError
 from parastyle.models import MODELS
 from parastyle.nn.hifigan import discriminator_loss, feature_matching_loss, generator_adversarial_loss
-from parastyle.nn.tts_blocks import (ConvPostnet, FFTStack, MelPatchDiscriminator, StyleConditioner,
+from parastyle.nn.tts_blocks import (ConvPostnet, FFTStack, MelPatchDiscriminator, ReferenceEncoder, StyleConditioner,
                                      VariancePredictor, alignment_from_durations, average_by_duration,
                                      gaussian_log_likelihood, monotonic_alignment, phone_position_features,
                                      random_segments, sequence_mask)
@@ -81,7 +89,7 @@ class FastSpeechStyle(nn.Module):
                  loss_weights: Optional[Mapping[str, float]] = None, decoder_residual: bool = False,
                  phone_position: bool = False, postnet_layers: int = 0, postnet_channels: int = 256,
                  postnet_kernel: int = 5, adversarial: Optional[Mapping[str, Any]] = None,
-                 frame_variance: Sequence[str] = ()):
+                 frame_variance: Sequence[str] = (), reference_encoder: Optional[Mapping[str, Any]] = None):
         super().__init__()
         if style_type not in ("vector", "speaker"):
             raise ValueError(f"fastspeech_style: style.type must be vector or speaker, got {style_type!r}")
@@ -89,7 +97,7 @@ class FastSpeechStyle(nn.Module):
         self.norm = dict(mel=(float(mel_mean), float(mel_std)), pitch=(float(pitch_mean), float(pitch_std)),
                          energy=(float(energy_mean), float(energy_std)))
         weights = {"mel": 1.0, "prior": 1.0, "duration": 1.0, "pitch": 1.0, "energy": 1.0, "postnet": 1.0,
-                   "delta": 0.0, "frame_pitch": 1.0, "voicing": 1.0, "frame_energy": 1.0}
+                   "delta": 0.0, "frame_pitch": 1.0, "voicing": 1.0, "frame_energy": 1.0, "ref_prior": 1.0}
         unknown = set(loss_weights or {}) - set(weights)
         if unknown:
             raise ValueError(f"fastspeech_style: unknown loss_weights {sorted(unknown)} (known: {sorted(weights)})")
@@ -130,6 +138,18 @@ class FastSpeechStyle(nn.Module):
             self.frame_predictor = VariancePredictor(hidden, variance_filter, variance_kernel, dropout, cond_dim,
                                                      out_dim=ch)
             self.frame_embed = nn.Conv1d(ch, hidden, 3, padding=1)
+        self.ref_encoder = None
+        if reference_encoder:
+            ref = {"dim": 16, "channels": 128, "layers": 3, "weight": 1.0}
+            unknown = set(reference_encoder) - set(ref)
+            if unknown:
+                raise ValueError(f"fastspeech_style: unknown reference_encoder keys {sorted(unknown)} (known: {sorted(ref)})")
+            ref.update(reference_encoder)
+            self.reference_weight = float(ref["weight"])
+            self.ref_encoder = ReferenceEncoder(n_mels, int(ref["channels"]), int(ref["layers"]), int(ref["dim"]))
+            self.ref_proj = nn.Linear(int(ref["dim"]), cond_dim)
+            self.ref_prior = nn.Sequential(nn.Linear(cond_dim, cond_dim), nn.ReLU(), nn.Linear(cond_dim, int(ref["dim"])),
+                                           nn.Tanh())
         self.postnet = (ConvPostnet(n_mels, int(postnet_channels), int(postnet_layers), int(postnet_kernel), dropout)
                         if int(postnet_layers) > 0 else None)
         self.discriminator = None
@@ -191,6 +211,29 @@ class FastSpeechStyle(nn.Module):
                                 f"({len(self.speakers)} training speakers)")
             idx.append(self.speaker_index[s])
         return self.conditioner(torch.tensor(idx, device=self.embed.weight.device))
+
+    def conditioning(self, batch: Mapping[str, Any], reference: Optional[torch.Tensor] = None,
+                     reference_mask: Optional[torch.Tensor] = None, reference_weight: float = 1.0):
+        """``(cond (B, cond_dim), latents)``: the style conditioning, plus, with ``reference_encoder``, the
+        projection of the utterance latent ``z``: the reference encoder's on ``reference`` (normalised log-mel
+        ``(B, T, n_mels)``, ``reference_mask (B, T)``), or the prior's prediction from the style conditioning
+        when no reference is given (text prompts, manipulated vectors); ``reference_weight`` w < 1 moves the
+        reference's latent towards the prior's, ``prior + w (z - prior)`` (1 in training and alignment).
+        ``latents`` is None without the option, else ``(z, prior)``."""
+        cond = self.condition(batch)
+        if self.ref_encoder is None:
+            return cond, None
+        prior = self.ref_prior(cond.detach())
+        if reference is None:
+            z = prior
+        else:
+            if reference.dim() != 3 or reference.shape[-1] != self.n_mels:
+                raise DataError(f"fastspeech_style: the reference log-mel must be (B, T, {self.n_mels}), got "
+                                f"{tuple(reference.shape)}")
+            z = self.ref_encoder(reference, reference_mask)
+            if reference_weight != 1.0:
+                z = prior + float(reference_weight) * (z - prior)
+        return cond + self.ref_proj(z), (z, prior)
 
     def encode(self, phones: torch.Tensor, phone_mask: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         x = self.embed(phones) * math.sqrt(self.hidden) + self.cond_to_hidden(cond).unsqueeze(1)
@@ -284,9 +327,9 @@ class FastSpeechStyle(nn.Module):
     def align(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """MAS durations ``(B, N)`` of the batch's phones against its reference log-mel (copy synthesis)."""
         pmask = sequence_mask(batch["phone_lens"], batch["phones"].shape[1])
-        cond = self.condition(batch)
+        y = self._norm("mel", batch["feats"]) * batch["mask"].unsqueeze(-1).to(batch["feats"].dtype)
+        cond, _ = self.conditioning(batch, y, batch["mask"])
         h = self.encode(batch["phones"], pmask, cond)
-        y = self._norm("mel", batch["feats"])
         path = monotonic_alignment(self._log_likelihood(y, self.mu(h)), pmask, batch["mask"])
         return path.sum(-1).long()
 
@@ -333,7 +376,7 @@ class FastSpeechStyle(nn.Module):
         pmask = sequence_mask(plens, phones.shape[1])
         fmask = batch["mask"]
         y = self._norm("mel", batch["feats"]) * fmask.unsqueeze(-1).to(batch["feats"].dtype)
-        cond = self.condition(batch)
+        cond, latents = self.conditioning(batch, y, fmask)
         h = self.encode(phones, pmask, cond)
         mu = self.mu(h)
         path = monotonic_alignment(self._log_likelihood(y, mu), pmask, fmask)        # (B, N, T)
@@ -360,6 +403,9 @@ class FastSpeechStyle(nn.Module):
         if self.postnet is not None:
             post_l1 = _masked_mean((post - y).abs(), fmask)
             losses["postnet"] = w["postnet"] * post_l1
+        if latents is not None:
+            z, prior = latents
+            losses["ref_prior"] = w["ref_prior"] * ((prior.float() - z.detach().float()) ** 2).mean()
         if w["delta"] > 0:
             losses["delta"] = w["delta"] * _delta_l1(post, y, fmask)
         if self.frame_predictor is not None:
@@ -385,17 +431,31 @@ class FastSpeechStyle(nn.Module):
               speakers: Optional[List[str]] = None, temperature_duration: float = 0.0,
               temperature_pitch: float = 0.0, length_scale: float = 1.0,
               generator: Optional[torch.Generator] = None, durations: Optional[torch.Tensor] = None,
-              max_frames: Optional[int] = None) -> Dict[str, torch.Tensor]:
+              max_frames: Optional[int] = None, reference: Optional[torch.Tensor] = None,
+              reference_lens: Optional[torch.Tensor] = None,
+              reference_weight: Optional[float] = None) -> Dict[str, torch.Tensor]:
         """Log-mel ``(B, T, n_mels)`` (raw front-end scale), ``mel_lens (B,)``, ``durations (B, N)``.
 
         Sampling noise for candidates: ``log(1 + d)`` and the normalised pitch of every phone get
         ``temperature * (eps_utt + eps_phone) / sqrt(2)`` (standard normal draws from ``generator``:
         one shift per utterance and one per phone). ``durations`` given (copy synthesis) replace
-        the predicted ones. Padded phones get duration 0.
+        the predicted ones. Padded phones get duration 0. ``reference`` (raw log-mel ``(B, T, n_mels)``,
+        ``reference_lens (B,)``; models with ``reference_encoder``): the recording whose utterance latent the
+        speech is conditioned on; None -> the prior's latent from the style. ``reference_weight`` (None: the
+        config's ``reference_encoder.weight``): the latent ``prior + w (z_reference - prior)``.
         """
         batch = {"style": style, "speakers": speakers, "utt_ids": [""] * phones.shape[0]}
         pmask = sequence_mask(phone_lens, phones.shape[1])
-        cond = self.condition(batch)
+        ref = ref_mask = None
+        if reference is not None and self.ref_encoder is None:
+            raise ValueError("fastspeech_style: a reference log-mel was given but the model has no reference_encoder")
+        if reference is not None:
+            if reference_lens is None:
+                reference_lens = torch.full((reference.shape[0],), reference.shape[1], device=reference.device)
+            ref_mask = sequence_mask(reference_lens, reference.shape[1])
+            ref = self._norm("mel", reference.float()) * ref_mask.unsqueeze(-1).to(torch.float32)
+        w = self.reference_weight if reference_weight is None and self.ref_encoder is not None else reference_weight
+        cond, _ = self.conditioning(batch, ref, ref_mask, 1.0 if w is None else w)
         h = self.encode(phones, pmask, cond)
 
         def noise(t):

@@ -207,6 +207,29 @@ class ConvPostnet(nn.Module):
         return y.transpose(1, 2)
 
 
+class ReferenceEncoder(nn.Module):
+    """Utterance-level latent of a reference log-mel (the voice that a class-level style vector leaves out):
+    ``layers`` 1-D convolutions (kernel 3, ReLU) over the frames, zero on padded frames after each, a masked
+    mean over time, then ``Linear -> tanh`` to ``dim``. ``(B, T, n_mels), (B, T) mask -> (B, dim)``; the
+    global mean and the small ``dim`` keep it from carrying the utterance's phonetic content."""
+
+    def __init__(self, n_mels: int, channels: int = 128, layers: int = 3, dim: int = 16):
+        super().__init__()
+        if layers < 1 or dim < 1:
+            raise ValueError(f"ReferenceEncoder needs layers >= 1 and dim >= 1, got {layers}, {dim}")
+        dims = [n_mels] + [channels] * layers
+        self.convs = nn.ModuleList(nn.Conv1d(a, b, 3, padding=1) for a, b in zip(dims[:-1], dims[1:]))
+        self.out = nn.Linear(channels, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(1).to(x.dtype)
+        y = x.transpose(1, 2) * m
+        for conv in self.convs:
+            y = torch.relu(conv(y)) * m
+        pooled = y.sum(-1) / m.sum(-1).clamp(min=1.0)
+        return torch.tanh(self.out(pooled))
+
+
 class MelPatchDiscriminator(nn.Module):
     """Patch discriminator over log-mel segments ``(B, L, M)`` (time x frequency as a 2-D image):
     ``len(channels)`` 3x3 convolutions with leaky ReLU, strides halving the frequency axis in every layer

@@ -181,3 +181,33 @@ def test_adversarial_acoustic_model_trains_in_phases_resumes_exactly_and_synthes
     syn.run(reqs, tmp_path / "out", seed=0)
     wav, sr = sf.read(read_kv(tmp_path / "out" / "wav.scp")["synth"])
     assert sr == 22050 and len(wav) > 0 and len(wav) % 256 == 0
+
+
+def test_reference_encoder_model_takes_the_prompt_recordings_log_mel(world, tmp_path):
+    """A ``reference_encoder`` acoustic model gets the log-mel of each speech prompt (the training front-end on
+    its wav, the same matrix as the data dir's stage-3 features); text and manipulated prompts get none (the
+    model's prior latent), and every prompt type synthesizes."""
+    import yaml
+    from tts_world import tts_config
+    from parastyle.bin.train import main as train
+    conf = tts_config(world["lang"], world["style_exp"], 2)
+    conf["model"]["reference_encoder"] = {"dim": 3, "channels": 4, "layers": 1}
+    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(conf))
+    exp = tmp_path / "exp"
+    assert train(["--config", str(tmp_path / "ref.yaml"), "--train_data", str(world["data"]), "--valid_data",
+                  str(world["data"]), "--lang_dir", str(world["lang"]), "--exp", str(exp)]) in (0, None)
+    syn = Synthesizer(exp)
+    d = world["data"]
+    feats = read_kv(d / "feats.scp")
+    speech = syn.requests_for_data(d, prompt="speech")
+    for r in speech:
+        np.testing.assert_allclose(r.reference.numpy(), kaldiio.load_mat(feats[r.utt]), atol=1e-5)
+    assert all(r.reference is None for r in syn.requests_for_data(d, prompt="text"))
+    assert all(r.reference is None for r in syn.requests_for_data(d, prompt="manipulated", manipulate="emotion=*"))
+    wav = read_kv(d / "wav.scp")[speech[0].utt]
+    (one,) = syn.requests_for_text("hello friend", "en", style_wav=wav)
+    np.testing.assert_allclose(one.reference.numpy(), kaldiio.load_mat(feats[speech[0].utt]), atol=1e-5)
+    assert syn.requests_for_text("hello friend", "en", style_wav=wav, manipulate="emotion=happy")[0].reference is None
+    summary = syn.run(speech[:2] + [one], tmp_path / "out", seed=0, reference_weight=0.5)
+    assert len(read_kv(tmp_path / "out" / "wav.scp")) == 3
+    assert summary["reference_weight"] == 0.5 and summary["references"] == 3

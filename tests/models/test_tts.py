@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from parastyle.fileio import DataError
 from parastyle.models.task import TaskInfo
@@ -164,8 +165,12 @@ FAST_OPTIONS = dict(decoder_residual=True, phone_position=True, postnet_layers=3
                     postnet_kernel=5)
 
 
-@pytest.mark.parametrize("options", [{}, FAST_OPTIONS, dict(FAST_OPTIONS, frame_variance=["pitch", "energy"])],
-                         ids=["plain", "residual_position_postnet", "frame_variance"])
+REF_OPTIONS = dict(FAST_OPTIONS, reference_encoder={"dim": 4, "channels": 8, "layers": 2})
+
+
+@pytest.mark.parametrize("options", [{}, FAST_OPTIONS, dict(FAST_OPTIONS, frame_variance=["pitch", "energy"]),
+                                     REF_OPTIONS],
+                         ids=["plain", "residual_position_postnet", "frame_variance", "reference_encoder"])
 def test_padding_does_not_change_outputs(tmp_path, options):
     model = tiny_model(tmp_path, **options).eval()
     if model.postnet is not None:       # a trained postnet (its last conv starts at zero)
@@ -486,3 +491,58 @@ def test_frame_variance_losses_and_decoder_inputs_against_loop(tmp_path):
     for bad in (["pitch", "f0"], ["energy", "energy"]):
         with pytest.raises(ValueError, match="frame_variance takes pitch and / or energy"):
             tiny_model(tmp_path, frame_variance=bad)
+
+
+def test_reference_encoder_against_loop_and_padding():
+    from parastyle.nn.tts_blocks import ReferenceEncoder
+    torch.manual_seed(0)
+    enc = ReferenceEncoder(6, channels=5, layers=2, dim=3)
+    x = torch.randn(2, 12, 6)
+    lens = [12, 7]
+    x[1, 7:] = 40.0                                    # padding garbage
+    got = enc(x, sequence_mask(torch.tensor(lens), 12))
+    for i, n in enumerate(lens):
+        y = x[i, :n].T                                 # (C, T): the utterance alone, zero-padded convolutions
+        for conv in enc.convs:
+            y = torch.relu(torch.stack([sum(conv.weight[o, c, k] * F.pad(y[c], (1, 1))[k:k + n]
+                                            for c in range(y.shape[0]) for k in range(3)) + conv.bias[o]
+                                        for o in range(conv.out_channels)]))
+        ref = torch.tanh(enc.out.weight @ y.mean(1) + enc.out.bias)
+        torch.testing.assert_close(got[i], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_reference_latent_prior_loss_and_inference(tmp_path):
+    model = tiny_model(tmp_path, **REF_OPTIONS).eval()
+    batch = make_batch([6, 5], [18, 14], seed=2)
+    out = model(batch)
+    # the prior loss by hand: the latent of the (normalised, masked) target mel vs the prior of the style
+    y = batch["feats"] * batch["mask"].unsqueeze(-1)
+    z = model.ref_encoder(y, batch["mask"])
+    prior = model.ref_prior(model.conditioner(batch["style"]))
+    torch.testing.assert_close(out["losses"]["ref_prior"], ((prior - z) ** 2).mean())
+    assert "ref_prior" not in tiny_model(tmp_path, **FAST_OPTIONS)(batch)["losses"]
+    ph, pl, st = batch["phones"], batch["phone_lens"], batch["style"]
+    with torch.no_grad():
+        torch.nn.init.normal_(model.ref_proj.weight, 0, 1.0)
+        no_ref = model.infer(ph, pl, style=st)
+        with_ref = model.infer(ph, pl, style=st, reference=batch["feats"], reference_lens=batch["feat_lens"])
+        half = model.infer(ph, pl, style=st, reference=batch["feats"], reference_lens=batch["feat_lens"],
+                           reference_weight=0.5)
+        z_ref = model.ref_encoder(batch["feats"] * batch["mask"].unsqueeze(-1), batch["mask"])
+        z_prior = model.ref_prior(model.conditioner(st))
+        # the prior stands in without a reference: the same as a reference whose latent is the prior's;
+        # weight 0.5: the same as a reference whose latent is half-way from the prior's to its own
+        model.ref_encoder.forward = lambda x, m: z_prior
+        as_prior = model.infer(ph, pl, style=st, reference=batch["feats"], reference_lens=batch["feat_lens"])
+        model.ref_encoder.forward = lambda x, m: z_prior + 0.5 * (z_ref - z_prior)
+        as_half = model.infer(ph, pl, style=st, reference=batch["feats"], reference_lens=batch["feat_lens"])
+    torch.testing.assert_close(no_ref["mel"], as_prior["mel"])
+    torch.testing.assert_close(half["mel"], as_half["mel"])
+    assert not torch.allclose(no_ref["mel"], with_ref["mel"]) and not torch.allclose(half["mel"], with_ref["mel"])
+    assert tiny_model(tmp_path, reference_encoder={"dim": 4, "weight": 0.25}).reference_weight == 0.25
+    with pytest.raises(ValueError, match="no reference_encoder"):
+        tiny_model(tmp_path).infer(ph, pl, style=st, reference=batch["feats"])
+    with pytest.raises(DataError, match="reference log-mel must be"):
+        model.infer(ph, pl, style=st, reference=batch["feats"][..., :5])
+    with pytest.raises(ValueError, match="unknown reference_encoder keys"):
+        tiny_model(tmp_path, reference_encoder={"size": 3})
